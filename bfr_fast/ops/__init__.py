@@ -1,0 +1,10 @@
+"""The kernel boundary: fused ops with input checks, backend choice, and eager references.
+
+Every op takes ``backend="auto" | "fused" | "eager"``; ``"auto"`` runs the compiled kernel where it is built
+(:func:`fused_available`) and the eager reference (:mod:`bfr_fast.ops.reference`) elsewhere.
+"""
+
+from bfr_fast.ops._extension import BACKENDS, fused_available
+from bfr_fast.ops.lincomb import lincomb
+
+__all__ = ["BACKENDS", "fused_available", "lincomb"]

@@ -1,0 +1,74 @@
+"""Loading of the compiled extension ``bfr_fast._C`` and the choice between fused and eager backends."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Literal
+
+import torch
+
+Backend = Literal["auto", "fused", "eager"]
+BACKENDS: tuple[str, ...] = ("auto", "fused", "eager")
+
+try:
+    from bfr_fast import _C  # noqa: F401  (importing registers the torch.ops.bfr_fast kernels)
+
+    LOAD_ERROR: str | None = None
+except (ImportError, OSError) as error:  # missing build, or an ABI mismatch with the installed torch
+    LOAD_ERROR = f"{type(error).__name__}: {error}"
+    warnings.warn(
+        f"bfr_fast: the compiled extension bfr_fast._C could not be loaded ({LOAD_ERROR}); every op runs its "
+        "eager PyTorch reference. Reinstall with `pip install --no-build-isolation .` to build it.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+
+def _registered_device_types() -> frozenset[str]:
+    # Looked up once at import: torch.compile then sees a plain Python set, not a call into the dispatcher.
+    if LOAD_ERROR is not None:
+        return frozenset()
+    keys = {"cpu": "CPU", "cuda": "CUDA"}
+    return frozenset(
+        device
+        for device, key in keys.items()
+        if torch._C._dispatch_has_kernel_for_dispatch_key("bfr_fast::lincomb", key)
+    )
+
+
+_FUSED_DEVICE_TYPES = _registered_device_types()
+
+
+def fused_available(device_type: str) -> bool:
+    """Whether fused kernels were built and loaded for a device type.
+
+    Args:
+        device_type: ``"cpu"`` or ``"cuda"`` (a ``torch.device.type``).
+
+    Returns:
+        True when ``bfr_fast._C`` is loaded and has kernels registered for that device type.
+    """
+    return device_type in _FUSED_DEVICE_TYPES
+
+
+def use_fused(backend: str, device: torch.device, op: str) -> bool:
+    """Resolves a ``backend`` argument to "run the fused kernel" (True) or "run the eager reference" (False).
+
+    Args:
+        backend: ``"auto"`` (fused where built), ``"fused"`` (required), or ``"eager"``.
+        device: Device of the op's inputs.
+        op: Name of the op, for error messages.
+
+    Raises:
+        ValueError: ``backend`` is not one of the three, or ``"fused"`` was asked for where no kernel is built.
+    """
+    if backend == "eager":
+        return False
+    if backend == "auto":
+        return fused_available(device.type)
+    if backend == "fused":
+        if not fused_available(device.type):
+            why = LOAD_ERROR or f"bfr_fast._C was built without {device.type} kernels"
+            raise ValueError(f"{op}: backend='fused' but no fused kernel exists for device {device} ({why})")
+        return True
+    raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {backend!r}")

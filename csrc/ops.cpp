@@ -1,0 +1,29 @@
+// Operator schemas of bfr_fast, in one place. Kernels register per dispatch key in csrc/cpu and csrc/cuda;
+// fake (meta) kernels and autograd formulas are registered from Python in bfr_fast/ops.
+#include <Python.h>
+#include <torch/library.h>
+
+TORCH_LIBRARY(bfr_fast, m) {
+  // out = x + sum_i c_i k_i, with c_i[b] = scalars[i] * (vectors[i][b] if vectors[i] is given else 1).
+  m.def("lincomb(Tensor x, Tensor[] ks, float[] scalars, Tensor?[] vectors) -> Tensor");
+  m.def("lincomb_(Tensor(a!) x, Tensor[] ks, float[] scalars, Tensor?[] vectors) -> ()");
+  m.def("lincomb_out(Tensor x, Tensor[] ks, float[] scalars, Tensor?[] vectors, Tensor(a!) out) -> ()");
+  // Radial low-pass (high=False) or high-pass (high=True) filter on the 2-D FFT of (B, C, H, W).
+  m.def("frequency_filter(Tensor x, float cutoff, bool high) -> Tensor");
+  // Per-sample (low, high) band energies, (B, 2) float32.
+  m.def("band_energy(Tensor x, float cutoff) -> Tensor");
+  // Per-sample frequency-compensated MSE and the per-sample mean of s = sum_c |source| (saved for backward).
+  m.def("fc_weighted_mse(Tensor pred, Tensor target, Tensor source, float gamma, float eps) -> (Tensor, Tensor)");
+  m.def("fc_weighted_mse_backward(Tensor grad, Tensor pred, Tensor target, Tensor source, Tensor source_mean, "
+        "float gamma, float eps) -> Tensor");
+  // RMSD after optimal superposition (QCP) of every pair, and its row/column minima without the N x M matrix.
+  m.def("pairwise_rmsd(Tensor X, Tensor Y) -> Tensor");
+  m.def("rmsd_min(Tensor X, Tensor Y) -> (Tensor, Tensor, Tensor, Tensor)");
+}
+
+// Importing bfr_fast._C loads this library, which runs the registrations above; the module itself is empty,
+// so the extension does not link against libtorch_python or pybind11.
+extern "C" PyObject* PyInit__C(void) {
+  static PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
