@@ -6,5 +6,6 @@ Every op takes ``backend="auto" | "fused" | "eager"``; ``"auto"`` runs the compi
 
 from bfr_fast.ops._extension import BACKENDS, fused_available
 from bfr_fast.ops.lincomb import lincomb
+from bfr_fast.ops.rmsd import RMSDMinima, pairwise_rmsd, rmsd_min
 
-__all__ = ["BACKENDS", "fused_available", "lincomb"]
+__all__ = ["BACKENDS", "RMSDMinima", "fused_available", "lincomb", "pairwise_rmsd", "rmsd_min"]
