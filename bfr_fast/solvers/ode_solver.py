@@ -68,6 +68,14 @@ class ODESolver:
 
     Raises:
         ValueError: Unknown ``method`` or ``backend``, or a ``velocity_model`` that is not callable.
+
+    The solver leaves the model's train/eval mode as it finds it.
+
+    Example::
+
+        solver = ODESolver(model, method="heun")
+        x1, nfe = solver.sample(torch.randn(16, 3, 32, 32), num_steps=10, return_nfe=True, y=labels)  # nfe == 20
+        z = solver.invert(x1, num_steps=10, y=labels)  # back to (approximately) the noise
     """
 
     def __init__(self, velocity_model: VelocityModel, method: str = "euler", backend: str = "auto") -> None:

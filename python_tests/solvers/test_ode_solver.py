@@ -15,7 +15,12 @@ from bfr_fast.solvers import TABLEAUX, ODESolver
 METHODS = ["euler", "midpoint", "heun", "rk4"]
 ORDERS = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
 # Step counts in each method's asymptotic range, with errors well above the float32 accumulation of lincomb.
-STEP_COUNTS = {"euler": [32, 64, 128, 256], "midpoint": [16, 32, 64, 128], "heun": [16, 32, 64, 128], "rk4": [4, 8, 16, 32]}
+STEP_COUNTS = {
+    "euler": [32, 64, 128, 256],
+    "midpoint": [16, 32, 64, 128],
+    "heun": [16, 32, 64, 128],
+    "rk4": [4, 8, 16, 32],
+}
 
 A = torch.tensor([[-1.0, 4.0], [-4.0, -1.0]], dtype=torch.float64)  # a damped rotation
 

@@ -36,7 +36,8 @@ def test_paths_are_reproducible_from_a_seed():
     x0 = torch.zeros(4, 3)
 
     def run(seed):
-        return SDESolver().sample(x0, ou_drift, lambda t: 1.0, num_steps=5, generator=torch.Generator().manual_seed(seed))
+        generator = torch.Generator().manual_seed(seed)
+        return SDESolver().sample(x0, ou_drift, lambda t: 1.0, num_steps=5, generator=generator)
 
     torch.testing.assert_close(run(3), run(3), rtol=0, atol=0)
     assert not torch.allclose(run(3), run(4))
@@ -49,8 +50,10 @@ def test_per_sample_diffusion_and_drift_arguments():
         calls.append((t.dtype, t.shape, y))
         return -x
 
+    def diffusion(t):  # per sample: only the middle one is noisy
+        return torch.tensor([0.0, 1.0, 0.0]) * t
+
     x0 = torch.ones(3, 2, dtype=torch.bfloat16)
-    diffusion = lambda t: torch.tensor([0.0, 1.0, 0.0]) * t  # noqa: E731  (per-sample, (B,))
     y = torch.tensor([1, 2, 3])
     x1 = SDESolver().sample(x0, drift, diffusion, time_grid=[0.0, 0.5, 1.0], y=y)
     assert x1.dtype == torch.bfloat16 and len(calls) == 2

@@ -15,7 +15,12 @@ def test_num_steps_alone_is_uniform_on_unit_interval():
 
 @pytest.mark.parametrize(
     ("step_size", "expected"),
-    [(0.1, [i / 10 for i in range(11)]), (0.25, [0.0, 0.25, 0.5, 0.75, 1.0]), (0.3, [0.0, 0.3, 0.6, 0.9, 1.0]), (1.0, [0.0, 1.0])],
+    [
+        (0.1, [i / 10 for i in range(11)]),
+        (0.25, [0.0, 0.25, 0.5, 0.75, 1.0]),
+        (0.3, [0.0, 0.3, 0.6, 0.9, 1.0]),
+        (1.0, [0.0, 1.0]),
+    ],
 )
 def test_step_size_alone_ends_exactly_at_one(step_size, expected):
     grid = resolve_time_grid(None, step_size, None, batch_size=3)
