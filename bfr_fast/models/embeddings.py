@@ -139,9 +139,10 @@ class LabelEmbedding(nn.Module):
             device: Device of the state x.
 
         Raises:
-            ValueError: If ``y`` is not an integer tensor of shape ``(batch_size,)`` or, when it is on the
-                CPU, holds a label outside ``[0, num_classes]``. On an accelerator the range is checked
-                by an asynchronous device assert instead, so a sampling loop never waits on the host.
+            ValueError: If ``y`` is not an integer tensor of shape ``(batch_size,)`` or, on the CPU in eager
+                mode, holds a label outside ``[0, num_classes]``. On an accelerator (and under
+                ``torch.compile``) the range is checked by an asynchronous assert instead (a RuntimeError,
+                fatal to a CUDA context), so a sampling loop never waits on the host.
         """
         if y is None:
             y = torch.full((batch_size,), self.null_class, dtype=torch.long, device=device)
