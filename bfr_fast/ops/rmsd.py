@@ -10,13 +10,17 @@ Horn's 4x4 key matrix, found by Newton's method in float64, and
 materialising anything per pair; :func:`rmsd_min` reduces tile by tile, so :math:`10^5 \times 10^5` pairs need
 only :math:`O(N + M)` memory.
 
-Accuracy (float64 accumulation of :math:`S` and :math:`G` on the CPU, for both dtypes): the error of RMSD^2 is
-a few float64 roundings of :math:`G/A`, so identical or rotated copies of a frame give an RMSD below
-:math:`\sim 10^{-7}` times its RMS radius (tested: < 2e-7 nm on 0.2-0.5 nm molecules), and RMSDs are within
-~1e-12 relative of Kabsch's SVD for well-conditioned frames, before the final rounding to ``X.dtype``.
-Degenerate frames (collinear: 2 atoms or atoms on a line) make the largest root double; Newton then converges
-linearly and the root is only determined to ~1e-8 relative, so RMSD^2 carries an absolute error up to
-~1e-7 G/A there. See :mod:`bfr_fast.ops` and the CUDA notes below for the GPU kernels.
+Accuracy. The error of QCP is an error in RMSD^2 at the scale of :math:`G/A` (the squared RMS radius), which
+matters near zero. CPU (both dtypes) and CUDA float64 accumulate :math:`S` and :math:`G` in float64: identical or
+rigidly moved copies of a frame give an RMSD below ~1e-7 times its RMS radius (tested: < 2e-7 nm on 0.2-0.5 nm
+molecules, where that is the true RMSD of the float32-rounded copies), and well-conditioned pairs agree with
+Kabsch's SVD to ~1e-12 relative before the final rounding to ``X.dtype``. CUDA float32 accumulates the inner
+products in float32 (the GPU's fast path) with :math:`G` summed the same way, so identical frames still give ~0,
+but rigidly moved copies can read up to ~sqrt(eps_32) ~ 3e-4 times the RMS radius (~1e-4 nm for a small
+molecule); RMSDs above ~0.05 nm agree with float64 to ~1e-6 nm. Degenerate frames (2 atoms, or all atoms on a
+line) make the largest root double: Newton converges linearly there and the root is determined to ~2e-8
+relative (tested up to 5e-8), so RMSD^2 carries an absolute error up to ~5e-8 G/A; the iteration is guarded so
+that rounding near such roots never throws it off (see ``csrc/common/qcp.h``).
 """
 
 from __future__ import annotations
