@@ -55,7 +55,7 @@ def _check_frames(op: str, X: object, Y: object) -> tuple[torch.Tensor, torch.Te
 
 
 def _check_finite_eager(op: str, X: torch.Tensor, Y: torch.Tensor) -> None:
-    """The eager path's NaN check (the fused kernels check while centring, at no extra cost).
+    """The eager path's NaN check (the fused kernels check while centring: free on the CPU, one sync on CUDA).
 
     Under torch.compile it is skipped: it needs a host synchronisation that would break the graph.
     """
@@ -76,8 +76,9 @@ def pairwise_rmsd(X: torch.Tensor, Y: torch.Tensor, backend: str = "auto") -> to
         ``(N, M)`` tensor in ``X.dtype``: entry ``(i, j)`` is
         :math:`\min_{R \in SO(3), t} \sqrt{\tfrac{1}{A}\sum_a \|X_{ia} - R Y_{ja} - t\|^2}`.
 
-    NaN policy: non-finite coordinates are rejected up front with a ValueError (by the fused kernels while they
-    centre the frames; by an explicit check on the eager path, skipped there under torch.compile).
+    NaN policy: non-finite coordinates are rejected up front with a ValueError naming the set: by the fused
+    kernels while they centre the frames (naming the first bad frame too; also under torch.compile), and by an
+    explicit check on the eager path (skipped there under torch.compile, where NaN then propagates).
 
     Autograd: not differentiable; the result never requires grad.
 

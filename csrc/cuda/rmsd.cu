@@ -198,8 +198,8 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // Splits float32 keys (value bits << 32 | index) into values and indices.
-__global__ void unpack_keys_kernel(const unsigned long long* __restrict__ keys, int64_t count, float* __restrict__ value,
-                                   int64_t* __restrict__ index) {
+__global__ void unpack_keys_kernel(const unsigned long long* __restrict__ keys, int64_t count,
+                                   float* __restrict__ value, int64_t* __restrict__ index) {
   const int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (k >= count) return;
   value[k] = __uint_as_float(static_cast<unsigned int>(keys[k] >> 32));

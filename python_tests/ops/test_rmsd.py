@@ -106,7 +106,8 @@ def test_matches_kabsch_on_molecules(device, atoms):
     fused32 = pairwise_rmsd(X32.to(device), Y32.to(device), backend="fused").cpu()
     assert fused32.dtype == torch.float32
     rtol = 2e-7 if device.type == "cpu" else 1e-5  # CPU: float64 inside, one rounding; CUDA: float32 inner products
-    torch.testing.assert_close(fused32.double(), pairwise_rmsd_reference(X32.double(), Y32.double()), rtol=rtol, atol=1e-7)
+    expected32 = pairwise_rmsd_reference(X32.double(), Y32.double())
+    torch.testing.assert_close(fused32.double(), expected32, rtol=rtol, atol=1e-7)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -181,8 +182,8 @@ def test_two_atoms_match_the_bond_length_difference(device):
 
 def test_collinear_planar_and_collapsed_frames(device):
     gen = torch.Generator().manual_seed(1)
-    t = torch.randn(4, 7, 1, generator=gen, dtype=torch.float64)
-    collinear = t * torch.randn(4, 1, 3, generator=gen, dtype=torch.float64) + torch.randn(4, 1, 3, generator=gen, dtype=torch.float64)
+    f64 = dict(generator=gen, dtype=torch.float64)
+    collinear = torch.randn(4, 7, 1, **f64) * torch.randn(4, 1, 3, **f64) + torch.randn(4, 1, 3, **f64)
     planar = torch.randn(4, 7, 3, generator=gen, dtype=torch.float64)
     planar[..., 2] = 0.5
     collapsed = torch.randn(2, 1, 3, generator=gen, dtype=torch.float64).expand(2, 7, 3)  # all atoms at one point
@@ -200,7 +201,8 @@ def test_multiple_root_at_the_start(device):
     # Identical collinear frames, and two-atom frames whose bonds differ by ~1e-6: the largest root is double and
     # sits at (or next to) the starting point, where rounding noise in P / P' once threw Newton far below it.
     gen = torch.Generator().manual_seed(2)
-    line = torch.randn(64, 5, 1, generator=gen, dtype=torch.float64) * torch.randn(64, 1, 3, generator=gen, dtype=torch.float64)
+    f64 = dict(generator=gen, dtype=torch.float64)
+    line = torch.randn(64, 5, 1, **f64) * torch.randn(64, 1, 3, **f64)
     fused = pairwise_rmsd(line.to(device), line.to(device), backend="fused").cpu()
     assert fused.diagonal().max() <= 1e-7 * msd_scale(line, line).diagonal().max().sqrt()
     bond = torch.randn(1, 2, 3, generator=gen, dtype=torch.float64)
@@ -229,9 +231,8 @@ def test_non_contiguous_inputs(device):
     wide[..., ::2] = Y.to(device)
     Y_strided = wide[..., ::2]  # every other entry of a wider tensor
     assert not X_strided.is_contiguous() and not Y_strided.is_contiguous()
-    torch.testing.assert_close(
-        pairwise_rmsd(X_strided, Y_strided, backend="fused").cpu(), pairwise_rmsd_reference(X, Y), rtol=1e-10, atol=1e-12
-    )
+    fused = pairwise_rmsd(X_strided, Y_strided, backend="fused").cpu()
+    torch.testing.assert_close(fused, pairwise_rmsd_reference(X, Y), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -303,8 +304,8 @@ def test_baseline_isa_kernel_agrees():
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
 
 
-def test_opcheck():
-    X, Y = (t.float() for t in molecule_sets(5, 3, 4))
+def test_opcheck(device):
+    X, Y = (t.float().to(device) for t in molecule_sets(5, 3, 4))
     torch.library.opcheck(torch.ops.bfr_fast.pairwise_rmsd.default, (X, Y))
     torch.library.opcheck(torch.ops.bfr_fast.rmsd_min.default, (X, Y))
 
