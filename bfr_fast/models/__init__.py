@@ -7,12 +7,14 @@ from bfr_fast.models.embeddings import (
     batch_times,
     sinusoidal_embedding,
 )
+from bfr_fast.models.guidance import ClassifierFreeGuidance
 from bfr_fast.models.layers import group_count
 from bfr_fast.models.mlp import MLP
 from bfr_fast.models.unet import UNet
 
 __all__ = [
     "MLP",
+    "ClassifierFreeGuidance",
     "ConditionEmbedding",
     "LabelEmbedding",
     "TimeEmbedding",
