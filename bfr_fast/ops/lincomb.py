@@ -68,7 +68,8 @@ def lincomb(
         x: ``(B, ...)`` float tensor (float32, float16, bfloat16 or float64).
         ks: 1 to 8 tensors with ``x``'s shape, dtype and device.
         coeffs: One coefficient per ``k``: a Python float, or a ``(B,)`` floating tensor on ``x``'s device applied
-            per sample (broadcast over the non-batch dims), e.g. per-sample step sizes.
+            per sample (broadcast over the non-batch dims), e.g. per-sample step sizes. The fused kernels take
+            coefficients in float32.
         out: Optional destination with ``x``'s shape, dtype and device. ``out=x`` updates ``x`` in place; any
             other ``out`` must not overlap ``x`` or the ``ks``.
         backend: ``"auto"`` (fused kernel where built), ``"fused"`` or ``"eager"``.

@@ -1,6 +1,7 @@
 // CUDA kernel of lincomb: out = x + sum_i c_i k_i, one pass over memory, 16-byte vector loads where aligned,
-// float32 accumulation.
+// float32 accumulation (float64 for float64 inputs).
 #include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
 #include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
@@ -32,16 +33,17 @@ __global__ void lincomb_kernel(const scalar_t* x, TermPointers<scalar_t> ks, Lin
   for (int64_t p = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; p < n_packs; p += stride) {
     const int64_t b = (p * VEC) / D;
     const P xv = reinterpret_cast<const P*>(x)[p];
-    float acc[VEC];
+    using acc_t = at::opmath_type<scalar_t>;  // float for half, bfloat16 and float; double for double
+    acc_t acc[VEC];
 #pragma unroll
-    for (int j = 0; j < VEC; ++j) acc[j] = static_cast<float>(xv.v[j]);
+    for (int j = 0; j < VEC; ++j) acc[j] = static_cast<acc_t>(xv.v[j]);
 #pragma unroll
     for (int i = 0; i < kMaxLincombTerms; ++i) {
       if (i < coef.terms) {
         const float c = coef.at(i, b);
         const P kv = reinterpret_cast<const P*>(ks.p[i])[p];
 #pragma unroll
-        for (int j = 0; j < VEC; ++j) acc[j] += c * static_cast<float>(kv.v[j]);
+        for (int j = 0; j < VEC; ++j) acc[j] += c * static_cast<acc_t>(kv.v[j]);
       }
     }
     P o;

@@ -1,0 +1,127 @@
+"""Trainer: exact resume, EMA, clipping after unscaling, Ctrl-C checkpoints, config errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from bfr_fast.checkpoint import load
+from bfr_fast.data import InfiniteLoader
+from bfr_fast.train.trainer import TrainConfig, Trainer
+
+
+def regression_setup(seed: int = 0, batch_size: int = 8):
+    torch.manual_seed(seed)
+    x = torch.randn(64, 4)
+    y = torch.zeros(64, dtype=torch.long)
+    target = x @ torch.randn(4, 1)
+    model = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
+
+    def loss_fn(m, xb, yb):
+        # Noise from the global RNG makes the resume test also check that RNG state is restored.
+        noisy = xb + 0.01 * torch.randn_like(xb)
+        pred = m(noisy)
+        ref = xb @ torch.linalg.lstsq(x, target).solution
+        loss = (pred - ref).pow(2).mean()
+        return loss, {"mse": loss.detach()}
+
+    batches = InfiniteLoader(x, y, batch_size, torch.Generator().manual_seed(seed))
+    return model, loss_fn, batches
+
+
+def make_trainer(tmp_path, steps, **overrides):
+    model, loss_fn, batches = regression_setup()
+    settings = dict(steps=steps, lr=1e-2, warmup_steps=3, ema_decay=0.9, checkpoint_every=5, log_every=5)
+    config = TrainConfig(**{**settings, **overrides})
+    return Trainer(model, loss_fn, batches, config, checkpoint_path=tmp_path / "ckpt.pt")
+
+
+def test_training_reduces_the_loss(tmp_path):
+    trainer = make_trainer(tmp_path, steps=200)
+    first = trainer.loss_fn(trainer.model, *next(regression_setup()[2]))[0].item()
+    last = trainer.fit()["loss"]
+    assert last < 0.1 * first
+
+
+def test_resume_is_exact(tmp_path):
+    straight = make_trainer(tmp_path / "a", steps=20)
+    straight.fit()
+
+    first = make_trainer(tmp_path / "b", steps=10)
+    first.fit()
+    resumed = make_trainer(tmp_path / "b", steps=20)
+    assert resumed.resume() and resumed.step == 10
+    resumed.fit()
+
+    for p, q in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    for p, q in zip(straight.ema_model.parameters(), resumed.ema_model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_ema_averages_and_differs_from_the_model(tmp_path):
+    trainer = make_trainer(tmp_path, steps=30)
+    trainer.fit()
+    diffs = [(p - q).abs().max().item() for p, q in zip(trainer.model.parameters(), trainer.ema_model.parameters())]
+    assert max(diffs) > 1e-4  # a no-op EMA would equal the model
+
+
+def test_checkpoint_is_loadable_weights_only_and_no_temp_files_remain(tmp_path):
+    trainer = make_trainer(tmp_path, steps=7)
+    trainer.fit()
+    state = load(tmp_path / "ckpt.pt")
+    assert state["step"] == 7
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_keyboard_interrupt_saves_a_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path, steps=50)
+    inner = trainer.loss_fn
+    calls = {"n": 0}
+
+    def interrupting(m, x, y):
+        calls["n"] += 1
+        if calls["n"] == 13:
+            raise KeyboardInterrupt
+        return inner(m, x, y)
+
+    trainer.loss_fn = interrupting
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert load(tmp_path / "ckpt.pt")["step"] == 12
+
+
+def test_clipping_sees_unscaled_gradients(tmp_path):
+    # With fp16 gradient scaling the raw gradients are multiplied by 2**16; the logged norm must be the true one.
+    fp32 = make_trainer(tmp_path / "a", steps=1, grad_clip=1e6)
+    fp16 = make_trainer(tmp_path / "b", steps=1, grad_clip=1e6, precision="fp16")
+    fp16.scaler = torch.amp.GradScaler("cpu", init_scale=256.0)  # the default 2**16 overflows this toy loss
+    norm32 = fp32._train_step(*next(fp32.batches))["grad_norm"]
+    norm16 = fp16._train_step(*next(fp16.batches))["grad_norm"]
+    assert fp16.scaler.is_enabled() and fp16.scaler.get_scale() > 1
+    torch.testing.assert_close(norm16, norm32, rtol=0.05, atol=1e-3)
+
+
+def test_clipping_bounds_the_gradient_norm(tmp_path):
+    trainer = make_trainer(tmp_path, steps=1, grad_clip=1e-3)
+    logs = trainer._train_step(*next(trainer.batches))
+    assert logs["grad_norm"] > 1e-2  # the raw norm, before clipping
+    clipped = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in trainer.model.parameters()]))
+    assert clipped <= 1e-3 * (1 + 1e-4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(steps=0), "steps must be a positive integer"),
+        (dict(steps=-3), "steps must be a positive integer"),
+        (dict(lr=0.0), "lr must be a positive number"),
+        (dict(ema_decay=1.0), r"ema_decay must be in \[0, 1\)"),
+        (dict(precision="fp8"), "precision must be one of"),
+        (dict(warmup_steps=-1), "warmup_steps must be >= 0"),
+    ],
+)
+def test_bad_config_raises(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**kwargs)
