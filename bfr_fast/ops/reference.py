@@ -50,11 +50,6 @@ def radial_frequency_radius(height: int, width: int, device: torch.device | str 
     return torch.sqrt(fy[:, None] * fy[:, None] + fx[None, :] * fx[None, :])
 
 
-def _spectral_dtype(x: torch.Tensor) -> torch.dtype:
-    """FFTs and sums run in float64 for float64 inputs and in float32 otherwise."""
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
 def frequency_filter_reference(x: torch.Tensor, cutoff: float, kind: str = "low") -> torch.Tensor:
     r"""Keeps the frequencies of each ``(H, W)`` plane with radius :math:`r \le` ``cutoff`` (``"low"``) or
     :math:`r >` ``cutoff`` (``"high"``): :math:`\mathrm{Re}\,\mathcal F^{-1}(M \cdot \mathcal F x)` with the full
@@ -62,7 +57,7 @@ def frequency_filter_reference(x: torch.Tensor, cutoff: float, kind: str = "low"
     """
     low = radial_frequency_radius(x.shape[-2], x.shape[-1], x.device) <= cutoff
     mask = low if kind == "low" else ~low
-    spectrum = torch.fft.fft2(x.to(_spectral_dtype(x)))
+    spectrum = torch.fft.fft2(x.to(accumulation_dtype(x.dtype)))
     return torch.fft.ifft2(spectrum * mask.to(spectrum.real.dtype)).real.to(x.dtype)
 
 
@@ -72,7 +67,7 @@ def band_energy_reference(x: torch.Tensor, cutoff: float) -> torch.Tensor:
     :math:`\frac{1}{HW}\sum_{c,k} M_k |X_{c,k}|^2`. float32 (float64 for float64 input).
     """
     low = radial_frequency_radius(x.shape[-2], x.shape[-1], x.device) <= cutoff
-    power = torch.fft.fft2(x.to(_spectral_dtype(x))).abs().square() / (x.shape[-2] * x.shape[-1])
+    power = torch.fft.fft2(x.to(accumulation_dtype(x.dtype))).abs().square() / (x.shape[-2] * x.shape[-1])
     low_energy = (power * low).sum(dim=(1, 2, 3))
     high_energy = (power * ~low).sum(dim=(1, 2, 3))
     return torch.stack([low_energy, high_energy], dim=1)
@@ -88,7 +83,7 @@ def fc_weighted_mse_reference(
     have its own channel count), :math:`\bar s = \frac1P \sum_p s_p`. ``source`` is detached: a constant. float32
     (float64 for float64 input).
     """
-    dtype = _spectral_dtype(pred)
+    dtype = accumulation_dtype(pred.dtype)
     s = source.detach().to(dtype).abs().sum(dim=1, keepdim=True)
     s_mean = s.flatten(1).mean(dim=1).reshape((-1,) + (1,) * (s.dim() - 1))
     weight = 1 + gamma * s / (s_mean + eps)

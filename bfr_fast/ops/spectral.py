@@ -15,6 +15,7 @@ import torch
 from bfr_fast.ops._checks import check_like, check_tensor
 from bfr_fast.ops._extension import fused_available, use_fused
 from bfr_fast.ops.reference import (
+    accumulation_dtype,
     band_energy_reference,
     fc_weighted_mse_reference,
     frequency_filter_reference,
@@ -74,7 +75,7 @@ def frequency_filter(x: torch.Tensor, cutoff: float, kind: str = "low", backend:
         raise ValueError(f"frequency_filter: kind must be one of {KINDS}, got {kind!r}")
     if not use_fused(backend, x.device, "frequency_filter"):
         return frequency_filter_reference(x, cutoff, kind)
-    return torch.ops.bfr_fast.frequency_filter(x, cutoff, kind == "high")
+    return torch.ops.bfr_fast.frequency_filter.default(x, cutoff, kind == "high")
 
 
 def band_energy(x: torch.Tensor, cutoff: float, backend: str = "auto") -> torch.Tensor:
@@ -107,7 +108,7 @@ def band_energy(x: torch.Tensor, cutoff: float, backend: str = "auto") -> torch.
     cutoff = _check_real("band_energy", "cutoff", cutoff)
     if not use_fused(backend, x.device, "band_energy"):
         return band_energy_reference(x, cutoff)
-    return torch.ops.bfr_fast.band_energy(x, cutoff)
+    return torch.ops.bfr_fast.band_energy.default(x, cutoff)
 
 
 def _check_fc_inputs(pred: object, target: object, source: object) -> None:
@@ -117,9 +118,9 @@ def _check_fc_inputs(pred: object, target: object, source: object) -> None:
     target = check_tensor(op, "target", target, min_ndim=2)
     check_like(op, "target", target, "pred", pred)
     source = check_tensor(op, "source", source, min_ndim=2)
-    expected = f"(B, Cs, *spatial) = ({pred.shape[0]}, Cs, {', '.join(map(str, pred.shape[2:]))})"
     if source.dim() != pred.dim() or source.shape[0] != pred.shape[0] or source.shape[2:] != pred.shape[2:]:
-        raise ValueError(f"{op}: source must be {expected} like pred, got shape {tuple(source.shape)}")
+        expected = f"({pred.shape[0]}, Cs, {', '.join(map(str, pred.shape[2:]))})"
+        raise ValueError(f"{op}: source must be (B, Cs, *spatial) = {expected} like pred, got {tuple(source.shape)}")
     if source.dtype != pred.dtype:
         raise ValueError(f"{op}: source must have pred's dtype {pred.dtype}, got {source.dtype}")
     if source.device != pred.device:
@@ -181,15 +182,14 @@ def fc_weighted_mse(
     eps = _check_real("fc_weighted_mse", "eps", eps, positive=True)
     if not use_fused(backend, pred.device, "fc_weighted_mse"):
         return fc_weighted_mse_reference(pred, target, source, gamma, eps)
-    loss, _ = torch.ops.bfr_fast.fc_weighted_mse(pred.contiguous(), target.contiguous(), source.contiguous(), gamma, eps)
+    loss, _ = torch.ops.bfr_fast.fc_weighted_mse.default(
+        pred.contiguous(), target.contiguous(), source.contiguous(), gamma, eps
+    )
     return loss
 
 
 def _register_meta_and_autograd() -> None:
     """Fake kernels for torch.compile and the autograd formulas of the spectral ops."""
-
-    def accumulation_dtype(x: torch.Tensor) -> torch.dtype:
-        return torch.float64 if x.dtype == torch.float64 else torch.float32
 
     @torch.library.register_fake("bfr_fast::frequency_filter")
     def _(x, cutoff, high):
@@ -197,11 +197,11 @@ def _register_meta_and_autograd() -> None:
 
     @torch.library.register_fake("bfr_fast::band_energy")
     def _(x, cutoff):
-        return x.new_empty((x.shape[0], 2), dtype=accumulation_dtype(x))
+        return x.new_empty((x.shape[0], 2), dtype=accumulation_dtype(x.dtype))
 
     @torch.library.register_fake("bfr_fast::fc_weighted_mse")
     def _(pred, target, source, gamma, eps):
-        dtype = accumulation_dtype(pred)
+        dtype = accumulation_dtype(pred.dtype)
         return pred.new_empty((pred.shape[0],), dtype=dtype), pred.new_empty((pred.shape[0],), dtype=dtype)
 
     @torch.library.register_fake("bfr_fast::fc_weighted_mse_backward")
@@ -213,7 +213,7 @@ def _register_meta_and_autograd() -> None:
 
     def filter_backward(ctx, grad):
         # The mask is real and symmetric, so F^-1 M F is self-adjoint: the backward is the same filter.
-        return torch.ops.bfr_fast.frequency_filter(grad, ctx.cutoff, ctx.high), None, None
+        return torch.ops.bfr_fast.frequency_filter.default(grad, ctx.cutoff, ctx.high), None, None
 
     torch.library.register_autograd("bfr_fast::frequency_filter", filter_backward, setup_context=filter_setup)
 
@@ -225,7 +225,7 @@ def _register_meta_and_autograd() -> None:
         # E_low = |low(x)|^2 with low an orthogonal projection, so dE_low/dx = 2 low(x); likewise for high.
         (x,) = ctx.saved_tensors
         g = grad.reshape(-1, 2, 1, 1, 1)
-        low = torch.ops.bfr_fast.frequency_filter(x, ctx.cutoff, False).to(grad.dtype)
+        low = torch.ops.bfr_fast.frequency_filter.default(x, ctx.cutoff, False).to(grad.dtype)
         grad_x = 2 * (g[:, 1] * x.to(grad.dtype) + (g[:, 0] - g[:, 1]) * low)
         return grad_x.to(x.dtype), None
 
@@ -240,7 +240,7 @@ def _register_meta_and_autograd() -> None:
     def fc_backward(ctx, grad_loss, grad_source_mean):
         pred, target, source, source_mean = ctx.saved_tensors
         grad = grad_loss.to(source_mean.dtype).contiguous()
-        grad_pred = torch.ops.bfr_fast.fc_weighted_mse_backward(
+        grad_pred = torch.ops.bfr_fast.fc_weighted_mse_backward.default(
             grad, pred, target, source, source_mean, ctx.gamma, ctx.eps
         )
         # source is a constant of the loss: it gets no gradient.

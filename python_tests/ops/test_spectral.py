@@ -16,18 +16,9 @@ from bfr_fast.ops.reference import (
     frequency_filter_reference,
 )
 
-DEVICES = [
-    pytest.param("cpu"),
-    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")),
-]
+from .conftest import DEVICES, TOLERANCES
+
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-# Outputs in the input dtype: fused and eager both compute in float32 and may round to neighbouring values.
-TOL = {
-    torch.float32: {"rtol": 2e-5, "atol": 2e-5},
-    torch.float16: {"rtol": 1e-3, "atol": 2e-3},
-    torch.bfloat16: {"rtol": 8e-3, "atol": 1.6e-2},
-    torch.float64: {"rtol": 1e-10, "atol": 1e-10},
-}
 # Per-sample sums are float32 for every low-precision input (float64 for float64).
 SUM_TOL = {"rtol": 2e-5, "atol": 1e-5}
 CUTOFFS = [0.0, 0.25, 0.5, 1.0, math.sqrt(2), 1e6]
@@ -36,7 +27,9 @@ ADVERSARIAL_IMAGE_SHAPES = [(1, 1, 1, 1), (2, 1, 1, 7), (2, 3, 6, 1), (1, 2, 5, 
 FAST = settings(deadline=None, max_examples=30)
 
 
-def make(shape: tuple[int, ...], dtype: torch.dtype, seed: int, device: str, contiguous: bool = True) -> torch.Tensor:
+def make(
+    shape: tuple[int, ...], dtype: torch.dtype, seed: int, device: torch.device | str, contiguous: bool = True
+) -> torch.Tensor:
     """Random normal data; non-contiguous means a transposed view of the last two dims."""
     gen = torch.Generator().manual_seed(seed)
     if contiguous or len(shape) < 3:
@@ -58,13 +51,13 @@ def make(shape: tuple[int, ...], dtype: torch.dtype, seed: int, device: str, con
     seed=st.integers(0, 2**31),
 )
 def test_filter_matches_reference_on_random_inputs(shape, cutoff, kind, dtype, contiguous, seed):
-    x = make(shape, dtype, seed, "cpu", contiguous)
-    fused = frequency_filter(x, cutoff, kind, backend="fused")
-    assert fused.dtype == dtype and fused.shape == x.shape
-    torch.testing.assert_close(fused, frequency_filter_reference(x, cutoff, kind), **TOL[dtype])
+    for device in DEVICES:
+        x = make(shape, dtype, seed, device, contiguous)
+        fused = frequency_filter(x, cutoff, kind, backend="fused")
+        assert fused.dtype == dtype and fused.shape == x.shape
+        torch.testing.assert_close(fused, frequency_filter_reference(x, cutoff, kind), **TOLERANCES[dtype])
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_filter_adversarial_shapes_and_cutoffs(device, dtype):
     # Cutoffs 0.25, 0.5, 1 and sqrt(2) fall exactly on bins of these grids: fused and eager masks must agree there.
@@ -73,10 +66,9 @@ def test_filter_adversarial_shapes_and_cutoffs(device, dtype):
         for cutoff in CUTOFFS:
             for kind in ("low", "high"):
                 fused = frequency_filter(x, cutoff, kind, backend="fused")
-                torch.testing.assert_close(fused, frequency_filter_reference(x, cutoff, kind), **TOL[dtype])
+                torch.testing.assert_close(fused, frequency_filter_reference(x, cutoff, kind), **TOLERANCES[dtype])
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_filter_non_contiguous_input(device):
     base = make((3, 2, 9, 12), torch.float32, 2, device)
     for x in (base.transpose(2, 3), base[:, :, ::2, 1::2], base.permute(1, 0, 2, 3)):
@@ -85,16 +77,14 @@ def test_filter_non_contiguous_input(device):
         )
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_low_plus_high_is_identity(device, dtype):
     x = make((2, 3, 7, 10), dtype, 3, device)
     for cutoff in (0.0, 0.3, 0.9):
         total = frequency_filter(x, cutoff, "low").float() + frequency_filter(x, cutoff, "high").float()
-        torch.testing.assert_close(total, x.float(), **TOL[dtype])
+        torch.testing.assert_close(total, x.float(), **TOLERANCES[dtype])
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_filter_extreme_cutoffs(device):
     x = make((2, 3, 6, 5), torch.float32, 4, device)
     plane_mean = x.mean(dim=(2, 3), keepdim=True).expand_as(x)
@@ -111,7 +101,6 @@ def test_filter_boundary_radius_belongs_to_low_band():
     torch.testing.assert_close(frequency_filter(x, 0.999, "high", backend="fused"), x)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_filter_nan_spreads_over_its_plane_only(device):
     x = make((2, 2, 5, 6), torch.float32, 5, device)
     x[1, 0, 2, 3] = float("nan")
@@ -122,7 +111,6 @@ def test_filter_nan_spreads_over_its_plane_only(device):
             assert y[0].isfinite().all() and y[1, 1].isfinite().all()
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_filter_gradient_is_the_filter(device):
     x = make((1, 2, 3, 4), torch.float64, 6, device).requires_grad_()
     assert torch.autograd.gradcheck(lambda t: frequency_filter(t, 0.6, "low", backend="fused"), (x,))
@@ -139,6 +127,19 @@ def energy_tol(x: torch.Tensor) -> dict[str, float]:
     return {"rtol": SUM_TOL["rtol"], "atol": 1e-5 * float(x.float().square().sum(dim=(1, 2, 3)).max()) + 1e-6}
 
 
+def assert_band_energy_consistent(x: torch.Tensor, cutoff: float) -> None:
+    """band_energy equals the eager reference, the energies of the filtered images, and sums to the total."""
+    energy = band_energy(x, cutoff, backend="fused")
+    assert energy.shape == (x.shape[0], 2) and energy.dtype == torch.float32
+    torch.testing.assert_close(energy, band_energy_reference(x, cutoff), **energy_tol(x))
+    # The filter is applied in float32 here, so its output is not rounded to the input dtype.
+    xf = x.float()
+    low = frequency_filter(xf, cutoff, "low").square().sum(dim=(1, 2, 3))
+    high = frequency_filter(xf, cutoff, "high").square().sum(dim=(1, 2, 3))
+    torch.testing.assert_close(energy, torch.stack([low, high], dim=1), **energy_tol(x))
+    torch.testing.assert_close(energy.sum(dim=1), xf.square().sum(dim=(1, 2, 3)), **energy_tol(x))
+
+
 @FAST
 @given(
     shape=st.tuples(*(st.integers(1, 3),) * 2, *(st.integers(1, 9),) * 2),
@@ -147,32 +148,21 @@ def energy_tol(x: torch.Tensor) -> dict[str, float]:
     contiguous=st.booleans(),
     seed=st.integers(0, 2**31),
 )
-def test_band_energy_matches_reference_and_filtered_energies(shape, cutoff, dtype, contiguous, seed):
-    x = make(shape, dtype, seed, "cpu", contiguous)
-    energy = band_energy(x, cutoff, backend="fused")
-    assert energy.shape == (shape[0], 2) and energy.dtype == torch.float32
-    torch.testing.assert_close(energy, band_energy_reference(x, cutoff), **energy_tol(x))
-    # Consistent with the filter (computed in float32 here, so no rounding to the input dtype) and Parseval.
-    xf = x.float()
-    low = frequency_filter(xf, cutoff, "low").square().sum(dim=(1, 2, 3))
-    high = frequency_filter(xf, cutoff, "high").square().sum(dim=(1, 2, 3))
-    torch.testing.assert_close(energy, torch.stack([low, high], dim=1), **energy_tol(x))
-    torch.testing.assert_close(energy.sum(dim=1), xf.square().sum(dim=(1, 2, 3)), **energy_tol(x))
+def test_band_energy_on_random_inputs(shape, cutoff, dtype, contiguous, seed):
+    for device in DEVICES:
+        assert_band_energy_consistent(make(shape, dtype, seed, device, contiguous), cutoff)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_band_energy_adversarial(device, dtype):
     for shape in ADVERSARIAL_IMAGE_SHAPES:
         x = make(shape, dtype, 8, device)
         for cutoff in CUTOFFS:
-            energy = band_energy(x, cutoff, backend="fused")
-            torch.testing.assert_close(energy, band_energy_reference(x, cutoff), **energy_tol(x))
+            assert_band_energy_consistent(x, cutoff)
             if cutoff >= math.sqrt(2):
-                assert (energy[:, 1] == 0).all()
+                assert (band_energy(x, cutoff, backend="fused")[:, 1] == 0).all()
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_band_energy_nan_stays_in_its_sample(device):
     x = make((3, 2, 4, 5), torch.float32, 9, device)
     x[1, 1, 0, 0] = float("nan")
@@ -181,7 +171,6 @@ def test_band_energy_nan_stays_in_its_sample(device):
         assert energy[1].isnan().all() and energy[[0, 2]].isfinite().all()
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_band_energy_gradient(device):
     x = make((2, 1, 3, 4), torch.float64, 10, device).requires_grad_()
     assert torch.autograd.gradcheck(lambda t: band_energy(t, 0.7, backend="fused"), (x,))
@@ -206,14 +195,14 @@ def test_fc_matches_reference_on_random_inputs(
     batch, channels, source_channels, spatial, gamma, eps, dtype, contiguous, seed
 ):
     shape, source_shape = (batch, channels, *spatial), (batch, source_channels, *spatial)
-    pred, target = make(shape, dtype, seed, "cpu", contiguous), make(shape, dtype, seed + 1, "cpu")
-    source = make(source_shape, dtype, seed + 2, "cpu", contiguous)
-    loss = fc_weighted_mse(pred, target, source, gamma, eps, backend="fused")
-    assert loss.shape == (batch,) and loss.dtype == torch.float32
-    torch.testing.assert_close(loss, fc_weighted_mse_reference(pred, target, source, gamma, eps), **SUM_TOL)
+    for device in DEVICES:
+        pred, target = make(shape, dtype, seed, device, contiguous), make(shape, dtype, seed + 1, device)
+        source = make(source_shape, dtype, seed + 2, device, contiguous)
+        loss = fc_weighted_mse(pred, target, source, gamma, eps, backend="fused")
+        assert loss.shape == (batch,) and loss.dtype == torch.float32
+        torch.testing.assert_close(loss, fc_weighted_mse_reference(pred, target, source, gamma, eps), **SUM_TOL)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_fc_adversarial_shapes(device, dtype):
     # (shape, source channels): single elements, P = 1, sequences (B, C, L), odd sizes, 3-D volumes, and P a
@@ -227,7 +216,6 @@ def test_fc_adversarial_shapes(device, dtype):
             torch.testing.assert_close(loss, fc_weighted_mse_reference(pred, target, source, gamma), **SUM_TOL)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_fc_is_mse_without_weighting(device, dtype):
     pred, target = make((3, 2, 6, 5), dtype, 14, device), make((3, 2, 6, 5), dtype, 15, device)
@@ -238,7 +226,6 @@ def test_fc_is_mse_without_weighting(device, dtype):
     torch.testing.assert_close(fc_weighted_mse(pred, target, zeros, gamma=2.0, backend="fused"), mse, **SUM_TOL)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_fc_weights_errors_where_the_source_is_large(device):
     target = torch.zeros(1, 1, 4, device=device)
     source = torch.tensor([[[0.0, 0.0, 0.0, 4.0]]], device=device)  # mean 1: weights (1, 1, 1, 1 + 4 gamma)
@@ -250,7 +237,6 @@ def test_fc_weights_errors_where_the_source_is_large(device):
     torch.testing.assert_close(loss_else, torch.tensor([1.0 / 4], device=device))
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_fc_non_contiguous_inputs(device):
     base = make((4, 3, 6, 8), torch.float32, 17, device)
     pred, target, source = base.transpose(2, 3), base.flip(0).transpose(2, 3), base[:, :2, :, ::1].transpose(2, 3)
@@ -259,7 +245,6 @@ def test_fc_non_contiguous_inputs(device):
     )
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_fc_nan_stays_in_its_sample(device):
     pred, target = make((3, 2, 4, 4), torch.float32, 18, device), make((3, 2, 4, 4), torch.float32, 19, device)
     source = make((3, 1, 4, 4), torch.float32, 20, device)
@@ -270,7 +255,6 @@ def test_fc_nan_stays_in_its_sample(device):
         assert loss[0].isnan() and loss[1].isfinite() and loss[2].isnan()
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_fc_gradcheck_float64(device):
     # The fused kernels accept float64, so gradcheck runs on the fused path itself.
     pred = make((2, 3, 4, 5), torch.float64, 21, device).requires_grad_()
@@ -279,7 +263,6 @@ def test_fc_gradcheck_float64(device):
     assert torch.autograd.gradcheck(lambda p, t: fc_weighted_mse(p, t, source, 0.8, backend="fused"), (pred, target))
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_fc_gradients_match_reference(device, dtype):
     shape = (3, 4, 8, 9)
@@ -294,14 +277,13 @@ def test_fc_gradients_match_reference(device, dtype):
         grads.append((p.grad, t.grad))
     (fused_p, fused_t), (eager_p, eager_t) = grads
     assert fused_p.dtype == dtype
-    torch.testing.assert_close(fused_p, eager_p, **TOL[dtype])
+    torch.testing.assert_close(fused_p, eager_p, **TOLERANCES[dtype])
     torch.testing.assert_close(fused_t, -fused_p)
 
 
 # --- torch.library registration, torch.compile -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_opcheck(device):
     x = make((2, 3, 5, 6), torch.float32, 28, device).requires_grad_()
     torch.library.opcheck(torch.ops.bfr_fast.frequency_filter.default, (x, 0.5, False))
