@@ -164,8 +164,8 @@ def fc_weighted_mse(
         backend: ``"auto"`` (fused kernel where built), ``"fused"`` or ``"eager"``.
 
     Returns:
-        ``(B,)`` losses, float32 (float64 for float64 input); sums accumulate in float32 on CUDA and float64 on
-        the CPU.
+        ``(B,)`` losses, float32 (float64 for float64 input). Channel sums per position are float32; the
+        per-sample sums are float64 on the CPU and float32 tree reductions on CUDA.
 
     NaN policy: NaN and infinity propagate: a non-finite value in ``pred`` or ``target`` makes that sample's loss
     non-finite, one in ``source`` makes it NaN; other samples are unaffected.
