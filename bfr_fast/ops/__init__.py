@@ -6,5 +6,13 @@ Every op takes ``backend="auto" | "fused" | "eager"``; ``"auto"`` runs the compi
 
 from bfr_fast.ops._extension import BACKENDS, fused_available
 from bfr_fast.ops.lincomb import lincomb
+from bfr_fast.ops.spectral import band_energy, fc_weighted_mse, frequency_filter
 
-__all__ = ["BACKENDS", "fused_available", "lincomb"]
+__all__ = [
+    "BACKENDS",
+    "band_energy",
+    "fc_weighted_mse",
+    "frequency_filter",
+    "fused_available",
+    "lincomb",
+]
