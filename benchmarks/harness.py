@@ -50,7 +50,9 @@ def device_description(device: torch.device) -> str:
 def time_call(fn: Callable[[], object], min_run_time: float) -> float:
     """Median seconds per call, after one warm-up call (which also triggers torch.compile)."""
     fn()
-    measurement = Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time)
+    # Timer defaults to one thread; time with the same thread count as the warm-up (and as users run).
+    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    measurement = timer.blocked_autorange(min_run_time=min_run_time)
     return float(measurement.median)
 
 

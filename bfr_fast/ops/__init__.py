@@ -7,5 +7,16 @@ Every op takes ``backend="auto" | "fused" | "eager"``; ``"auto"`` runs the compi
 from bfr_fast.ops._extension import BACKENDS, fused_available
 from bfr_fast.ops.lincomb import lincomb
 from bfr_fast.ops.rmsd import RMSDMinima, pairwise_rmsd, rmsd_min
+from bfr_fast.ops.spectral import band_energy, fc_weighted_mse, frequency_filter
 
-__all__ = ["BACKENDS", "RMSDMinima", "fused_available", "lincomb", "pairwise_rmsd", "rmsd_min"]
+__all__ = [
+    "BACKENDS",
+    "RMSDMinima",
+    "band_energy",
+    "fc_weighted_mse",
+    "frequency_filter",
+    "fused_available",
+    "lincomb",
+    "pairwise_rmsd",
+    "rmsd_min",
+]

@@ -1,0 +1,96 @@
+"""``python -m bfr_fast.train``: run a named recipe end to end and write its run folder."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from bfr_fast.train import distributed
+from bfr_fast.train.options import PRECISIONS, RunOptions, resolve_device
+from bfr_fast.train.recipes import DEFAULT_RECIPE, RECIPES, RunContext
+from bfr_fast.train.run_folder import RunFolder, configure_logging, write_text_atomic
+
+log = logging.getLogger("bfr_fast")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    recipes = "\n".join(f"  {name:<16} {r.summary}" for name, r in RECIPES.items())
+    parser = argparse.ArgumentParser(
+        prog="python -m bfr_fast.train",
+        description="Train, refine and evaluate flow-matching generators. With no arguments: "
+        f"the '{DEFAULT_RECIPE}' recipe on scikit-learn's digits.",
+        epilog=f"recipes:\n{recipes}\n\nMulti-GPU: torchrun --nproc-per-node N -m bfr_fast.train ...",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"experiment to run (default: {DEFAULT_RECIPE})")
+    parser.add_argument("--out", type=Path, help="run folder (default: runs/<recipe>-<date>-<time>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoints")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    parser.add_argument("--seed", type=int, default=0, help="seed of training and of the evaluation noise")
+    parser.add_argument("--data", help="data set: digits, mnist5k, mnist, cifar10, folder or npz (recipe default)")
+    parser.add_argument("--data-root", type=Path, help="file or folder of a user data set (mnist, cifar10, ...)")
+    parser.add_argument("--steps", type=int, help="training steps of each network (recipe default)")
+    parser.add_argument("--batch-size", type=int, help="training batch size (recipe default)")
+    parser.add_argument("--lr", type=float, help="peak learning rate (recipe default)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="autocast precision")
+    parser.add_argument("--num-samples", type=int, help="generated samples per evaluated row (recipe default)")
+    parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (recipe default)")
+    parser.add_argument("--inception", type=Path, help="clean-fid's inception-2015-12-05.pt, for true FID")
+    parser.add_argument("--cache-dir", type=Path, help="cache of trained feature extractors (~/.cache/bfr_fast)")
+    return parser
+
+
+def parse_options(argv: list[str] | None) -> RunOptions:
+    args = build_parser().parse_args(argv)
+    if args.recipe not in RECIPES:
+        raise ValueError(f"--recipe: unknown recipe {args.recipe!r}; choose from {sorted(RECIPES)}")
+    out = args.out or Path("runs") / f"{args.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    fields = {k: v for k, v in vars(args).items() if k != "out"}
+    return RunOptions(out=out, **fields)
+
+
+def run(options: RunOptions) -> RunFolder:
+    """Runs ``options.recipe`` and writes its run folder; returns the folder."""
+    ctx_dist = distributed.setup(resolve_device(options.device))
+    folder = RunFolder(options.out)
+    if ctx_dist.is_main:
+        folder.root.mkdir(parents=True, exist_ok=True)
+    configure_logging(folder.log if ctx_dist.is_main else None, ctx_dist.is_main)
+    torch.manual_seed(options.seed + ctx_dist.rank)
+    start = time.time()
+    try:
+        if ctx_dist.is_main:
+            folder.write_json(folder.config, {"options": options.to_json(), "device": str(ctx_dist.device),
+                                              "world_size": ctx_dist.world_size, "torch": torch.__version__})
+        log.info("recipe %s on %s, run folder %s", options.recipe, ctx_dist.device, folder.root)
+        result = RECIPES[options.recipe].run(RunContext(options, folder, ctx_dist.device, ctx_dist))
+        if ctx_dist.is_main:
+            elapsed = time.time() - start
+            folder.write_json(folder.metrics, {**result.metrics, "seconds": round(elapsed, 1)})
+            write_text_atomic(folder.results, result.results_md)
+            log.info("done in %.0f s: %s", elapsed, folder.results)
+    finally:
+        distributed.teardown(ctx_dist)
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point. Returns the process exit code: 0, 2 on a bad option or input, 130 on Ctrl-C."""
+    try:
+        options = parse_options(argv)
+        folder = run(options)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: checkpoints were saved; rerun with --resume --out <run folder> to continue",
+              file=sys.stderr)
+        return 130
+    print(folder.results.read_text())
+    print(f"run folder: {folder.root}")
+    return 0

@@ -1,0 +1,73 @@
+"""Options of a CLI run, validated once, with one clear error per bad value."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def default_cache_dir() -> Path:
+    """Where trained feature extractors are cached: ``$BFR_FAST_CACHE`` or ``~/.cache/bfr_fast``."""
+    return Path(os.environ.get("BFR_FAST_CACHE", Path.home() / ".cache" / "bfr_fast"))
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` is CUDA when present, else the CPU; an unavailable CUDA request is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    return device
+
+
+@dataclass
+class RunOptions:
+    """Everything the CLI can set. ``None`` means "the recipe's default"."""
+
+    recipe: str
+    out: Path
+    device: str = "auto"
+    seed: int = 0
+    data: str | None = None
+    data_root: Path | None = None
+    steps: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    precision: str = "fp32"
+    num_samples: int | None = None
+    guidance: float | None = None
+    inception: Path | None = None
+    cache_dir: Path | None = None
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "num_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"--lr must be positive, got {self.lr}")
+        if self.guidance is not None and self.guidance < 0:
+            raise ValueError(f"--guidance must be >= 0, got {self.guidance}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.inception is not None and not Path(self.inception).is_file():
+            raise ValueError(
+                f"--inception: {self.inception} is not a file. Download clean-fid's inception-2015-12-05.pt "
+                "(https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt) "
+                "on a machine with network access and pass its path; nothing is downloaded at run time."
+            )
+        if self.resume and not self.out.is_dir():
+            raise ValueError(f"--resume: the run folder {self.out} does not exist (pass the --out of the run)")
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}

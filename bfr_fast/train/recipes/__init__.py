@@ -1,0 +1,9 @@
+"""Named experiments for ``python -m bfr_fast.train --recipe NAME``."""
+
+from bfr_fast.train.recipes import flow
+from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (flow.RECIPE,)}
+DEFAULT_RECIPE = "flow"
+
+__all__ = ["DEFAULT_RECIPE", "RECIPES", "Recipe", "RunContext", "RunResult"]

@@ -1,0 +1,112 @@
+"""Steps shared by the image recipes: data, base flow training, feature extractor, evaluation of sample sets."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from bfr_fast.data import ImageDataset, InfiniteLoader, load_dataset
+from bfr_fast.losses import FlowMatchingLoss
+from bfr_fast.metrics import ClassifierExtractor, FeatureExtractor, ImageFeatures, InceptionExtractor, evaluate_images
+from bfr_fast.report import save_image_grid
+from bfr_fast.train.options import default_cache_dir
+from bfr_fast.train.recipes.base import RunContext
+from bfr_fast.train.recipes.presets import ImagePreset, image_preset
+from bfr_fast.train.trainer import TrainConfig, Trainer
+
+log = logging.getLogger("bfr_fast")
+
+LABEL_DROPOUT = 0.1  # classifier-free guidance training, as in the usual conditional flow-matching recipes
+
+
+def load_data(ctx: RunContext, default: str = "digits") -> ImageDataset:
+    """The data set named by ``--data`` (``default`` otherwise), from ``--data-root`` when it needs files."""
+    name = ctx.options.data or default
+    root = str(ctx.options.data_root) if ctx.options.data_root is not None else None
+    return load_dataset(name, root=root)
+
+
+def train_config(ctx: RunContext, preset: ImagePreset, steps: int | None = None) -> TrainConfig:
+    """The preset's optimisation settings with the CLI's overrides applied."""
+    o = ctx.options
+    total = o.steps or steps or preset.steps
+    return TrainConfig(
+        steps=total,
+        lr=o.lr or preset.lr,
+        warmup_steps=min(200, total // 10),
+        ema_decay=0.999,
+        precision=o.precision,
+        checkpoint_every=max(total // 5, 1),
+        log_every=max(total // 50, 1),
+    )
+
+
+def train_base_flow(ctx: RunContext, data: ImageDataset, name: str = "base", steps: int | None = None) -> nn.Module:
+    """Trains a (class-conditional when the data is labelled) OT-CFM UNet; returns its EMA network in eval mode."""
+    preset = image_preset(data.image_shape)
+    model = preset.build(data.image_shape[0], data.num_classes).to(ctx.device)
+    loss = FlowMatchingLoss(
+        coupling="ot",
+        label_dropout=LABEL_DROPOUT if data.is_labelled else 0.0,
+        null_class=model.null_class,
+    )
+    batch_size = ctx.options.batch_size or preset.batch_size
+    generator = torch.Generator().manual_seed(ctx.options.seed + ctx.dist.rank)
+    batches = InfiniteLoader(data.train_x, data.train_y, batch_size, generator, device=ctx.device)
+
+    def loss_fn(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return loss(m, x, y if data.is_labelled else None)
+
+    trainer = Trainer(
+        model, loss_fn, batches, train_config(ctx, preset, steps), ctx.folder.checkpoint(name), ctx.dist,
+        description=name,
+    )
+    if ctx.options.resume:
+        trainer.resume()
+    trainer.fit()
+    ema = trainer.ema_model.eval()
+    ema.requires_grad_(False)
+    return ema
+
+
+def build_extractor(ctx: RunContext, data: ImageDataset) -> FeatureExtractor:
+    """Inception from ``--inception`` when given, else the classifier trained (and cached) on ``data``."""
+    if ctx.options.inception is not None:
+        return InceptionExtractor(ctx.options.inception, device=ctx.device)
+    if not data.is_labelled:
+        raise ValueError(
+            f"data set {data.name!r} has no labels, so no classifier can be trained as a feature extractor; "
+            "pass --inception PATH to clean-fid's inception-2015-12-05.pt"
+        )
+    extractor = ClassifierExtractor.load_or_train(
+        ctx.options.cache_dir or default_cache_dir(),
+        data.name,
+        data.train_x,
+        data.train_y,
+        data.test_x,
+        data.test_y,
+        device=ctx.device,
+        progress=ctx.dist.is_main,
+    )
+    log.info("feature extractor %s: test accuracy %.4f", extractor.name, extractor.test_accuracy)
+    return extractor
+
+
+def evaluate_row(
+    ctx: RunContext,
+    row: dict[str, Any],
+    samples: torch.Tensor,
+    reference: ImageFeatures,
+    extractor: FeatureExtractor,
+    grid_name: str,
+) -> dict[str, Any]:
+    """Scores ``samples`` against the reference features, saves the first 100 as a grid, and returns the row."""
+    metrics = evaluate_images(samples, reference, extractor, kid_subset_size=min(1000, samples.shape[0]))
+    scale = max(1, 64 // samples.shape[-1])
+    save_image_grid(samples[:100], ctx.folder.samples(grid_name), nrow=10, scale=scale)
+    row = {**row, **metrics, "grid": f"samples/{grid_name}.png"}
+    log.info("%s", row)
+    return row

@@ -1,0 +1,72 @@
+"""The CLI: a short real run writes a complete run folder; bad options give one clear error line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from bfr_fast.train.cli import build_parser, main
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "flow"
+    cache = tmp_path_factory.mktemp("cache")
+    args = ["--out", str(out), "--steps", "30", "--num-samples", "100", "--cache-dir", str(cache), "--device", "cpu"]
+    assert main(args) == 0
+    return out, cache
+
+
+def test_run_folder_is_complete(short_run):
+    out, _ = short_run
+    for name in ("config.json", "log.txt", "metrics.json", "results.md", "checkpoints/base.pt"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["recipe"] == "flow" and metrics["dataset"] == "digits" and metrics["extractor"] == "digitsnet"
+    methods = [(r["method"], r["nfe"]) for r in metrics["rows"]]
+    assert methods == [("real", 0), ("fm", 4), ("fm", 10), ("fm", 50), ("fm", 10)]
+    for row in metrics["rows"]:
+        assert row["fd"] >= 0 and 0 <= row["precision"] <= 1
+        grid = Image.open(out / row["grid"])
+        assert grid.size[0] > 100
+    # Real images must score far better than 30 training steps of a flow.
+    real, *generated = metrics["rows"]
+    assert all(real["fd"] < row["fd"] for row in generated)
+    table = (out / "results.md").read_text()
+    assert "FD-digitsnet" in table and "FID" not in table
+
+
+def test_resume_continues_a_finished_run_without_training(short_run, capsys):
+    out, cache = short_run
+    args = ["--out", str(out), "--steps", "30", "--num-samples", "100", "--cache-dir", str(cache), "--resume"]
+    assert main(args) == 0
+    log = (out / "log.txt").read_text()
+    assert "resumed from" in log and "at step 30" in log
+
+
+def test_help_lists_recipes():
+    text = build_parser().format_help()
+    assert "flow" in text and "--recipe" in text and "--resume" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--recipe", "nope"], "--recipe: unknown recipe 'nope'"),
+        (["--steps", "-1"], "--steps must be a positive integer"),
+        (["--data", "cifar10", "--data-root", "/nonexistent/cifar", "--steps", "1"], "/nonexistent/cifar"),
+        (["--device", "cuda:0"], "CUDA is not available"),
+        (["--inception", "/nonexistent/inception.pt"], "inception-2015-12-05.pt"),
+        (["--resume", "--out", "/nonexistent/run"], "--resume: the run folder"),
+    ],
+)
+def test_bad_options_give_one_error_line(args, message, capsys, tmp_path):
+    if "--out" not in args:
+        args = [*args, "--out", str(tmp_path / "run")]
+    if args[:2] == ["--device", "cuda:0"]:
+        pytest.importorskip("torch").cuda.is_available() and pytest.skip("CUDA present")
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "Traceback" not in err and "\n" not in err
