@@ -8,7 +8,9 @@ only up to its discretisation error, so each sample's reconstruction is regenera
     e_i = \operatorname{RMS}(G(z_{1,i}) - x_i) = \lVert G(z_{1,i}) - x_i \rVert_2 / \sqrt{D},
 
 the root mean square over the sample's D values, in data units (pixels in [-1, 1]), so that it reads the same
-for any image size. Building costs two base runs per sample (invert, then reconstruct), 2 × NFE.
+for any image size. Building costs two base runs per sample (invert, then reconstruct), 2 × NFE: for the 1438
+digits training images with the default digits UNet and Euler 20 steps, 40–65 s on one thread of a busy 2-core
+CPU (about 1 ms per sample and network call).
 """
 
 from __future__ import annotations

@@ -7,9 +7,10 @@ given, so that a conditional base's sample and its real partner always share a c
 UNet calls) per sample per step, several times the refiner's own step on a CPU. :func:`build_pool` pays it once:
 ``num_per_class`` samples per class, from which each step draws with replacement. The price is a finite set of
 sources: the refiner sees the same :math:`\hat x` many times (the augmentation, redrawn at every step, varies
-them), so a pool should be at least as large as the real training set; 2–5 times it costs minutes on digits and
-leaves the refiner little to memorise. :class:`FreshSamples` is the exact alternative, for when the base is cheap
-or the budget large.
+them), so a pool should be at least as large as the real training set, better a few times larger. Measured on
+digits (8x8, the default digits UNet, Euler 20 steps, one thread of a busy 2-core CPU): a pool of 1440 samples
+takes 20–25 s to build, a DFR step of batch 128 then takes about 0.3 s from the pool and 2–4 s with fresh
+generation. :class:`FreshSamples` is the exact alternative, for when the base is cheap or the budget large.
 """
 
 from __future__ import annotations
@@ -60,10 +61,12 @@ class SamplePool:
             self.x, self.y = x, None
             self._offsets = self._counts = None
             return
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         y = y.to(device=x.device, dtype=torch.int64)
-        counts = torch.bincount(y, minlength=num_classes) if bool((y >= 0).all()) else None
-        if counts is None or counts.numel() != num_classes or not bool((counts > 0).all()):
+        if bool(((y < 0) | (y >= num_classes)).any()) or torch.unique(y).numel() != num_classes:
             raise ValueError(f"y must hold every class in [0, {num_classes}) at least once and nothing else")
+        counts = torch.bincount(y, minlength=num_classes)
         order = torch.argsort(y, stable=True)  # samples grouped by class: class c is rows offsets[c] : offsets[c+1]
         self.x, self.y = x[order], y[order]
         self._counts = counts
