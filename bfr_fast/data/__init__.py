@@ -1,10 +1,12 @@
-"""Image data sets held in memory: embedded real data (digits, mnist5k), loaders for user files, a minibatch stream.
+"""Image data sets held in memory: embedded real data (digits, mnist5k), loaders for user files, a minibatch stream,
+and the augmentation of generated samples for refiner training (:mod:`bfr_fast.data.augment`).
 
 Every loader returns an :class:`ImageDataset` of float32 NCHW images in [-1, 1] with a fixed train/test split.
 Nothing is downloaded: user data sets come from a path, and a missing file raises an error that says how to
 supply it.
 """
 
+from bfr_fast.data.augment import RefinerAugmentation, gaussian_blur
 from bfr_fast.data.cifar10 import load_cifar10
 from bfr_fast.data.conversion import from_uint8, to_uint8
 from bfr_fast.data.dataset import UNLABELLED, ImageDataset, stratified_split
@@ -21,8 +23,10 @@ __all__ = [
     "UNLABELLED",
     "ImageDataset",
     "InfiniteLoader",
+    "RefinerAugmentation",
     "digits",
     "from_uint8",
+    "gaussian_blur",
     "load_cifar10",
     "load_dataset",
     "load_idx_mnist",

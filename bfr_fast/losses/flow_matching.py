@@ -51,9 +51,21 @@ class FlowMatchingLoss(nn.Module):
         self.null_class = null_class
 
     def forward(
-        self, model: nn.Module, x1: torch.Tensor, y: torch.Tensor | None = None
+        self, model: nn.Module, x1: torch.Tensor, y: torch.Tensor | None = None, x0: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        x0 = torch.randn_like(x1)
+        """Loss of one minibatch.
+
+        Args:
+            model: Velocity model, called as ``model(x_t, t, y)``.
+            x1: ``(B, ...)`` targets (data, t=1).
+            y: Optional ``(B,)`` labels of the targets.
+            x0: ``(B, ...)`` sources (t=0); default fresh :math:`N(0, I)` noise. A refiner passes its own sources
+                (e.g. generated samples), which the coupling then re-pairs like noise.
+
+        Returns:
+            ``(loss, logs)``.
+        """
+        x0 = torch.randn_like(x1) if x0 is None else x0
         x0, x1, y = COUPLINGS[self.coupling](x0, x1, y)
         t = torch.rand(x1.shape[0], device=x1.device)
         x_t, u = self.path.sample(x0, x1, t)

@@ -1,0 +1,40 @@
+"""Post-hoc refiners of a pretrained generator: BFR's data-space (DFR) and latent-space (LFR) refiners, and the
+noise-injection and FMRefiner baselines.
+
+Every refiner is a :class:`Refiner`: a velocity network with ``refine`` (the refiner ODE, honest NFE), ``save`` and
+``load``, and a ``training_loss`` for :class:`~bfr_fast.train.trainer.Trainer`. The base generator enters only
+through :class:`FrozenGenerator`, when training data is made (:func:`build_pool`, :func:`build_inversion_cache`)
+and when the LFR decodes its latents.
+"""
+
+from bfr_fast.refiners.base import Refiner
+from bfr_fast.refiners.dfr import DEFAULT_AUGMENTATION, DataFlowRefiner, GeneratedToRealLoss
+from bfr_fast.refiners.fmrefiner import FMRefiner, FMRefinerLoss, bridge_path
+from bfr_fast.refiners.generator import FrozenGenerator
+from bfr_fast.refiners.inversion import InversionCache, build_inversion_cache
+from bfr_fast.refiners.lfr import MIXINGS, LatentFlowRefiner, LatentFlowRefinerLoss, RefinedSample, mix_latents
+from bfr_fast.refiners.noise_injection import NoiseInjectionRefiner
+from bfr_fast.refiners.pool import FreshSamples, GeneratedSource, SamplePool, build_pool
+
+__all__ = [
+    "DEFAULT_AUGMENTATION",
+    "MIXINGS",
+    "DataFlowRefiner",
+    "FMRefiner",
+    "FMRefinerLoss",
+    "FreshSamples",
+    "FrozenGenerator",
+    "GeneratedSource",
+    "GeneratedToRealLoss",
+    "InversionCache",
+    "LatentFlowRefiner",
+    "LatentFlowRefinerLoss",
+    "NoiseInjectionRefiner",
+    "RefinedSample",
+    "Refiner",
+    "SamplePool",
+    "bridge_path",
+    "build_inversion_cache",
+    "build_pool",
+    "mix_latents",
+]
