@@ -29,49 +29,52 @@ def _save(figure, path: str | Path) -> Path:
     return atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=120, bbox_inches="tight"))
 
 
-def plot_energy_histograms(energies: Mapping[str, np.ndarray | torch.Tensor], path: str | Path, bins: int = 80,
-                           quantile: float = 0.995) -> Path:
+def plot_energy_histograms(energies: Mapping[str, np.ndarray | torch.Tensor], path: str | Path, bins: int = 60,
+                           margin: float = 0.5) -> Path:
     """One figure of energy densities: reference, base and each refiner overlaid (kJ/mol).
 
-    Broken samples have energies orders of magnitude above the rest; the x range therefore spans the
-    ``1 - quantile`` to ``quantile`` quantiles of all finite energies pooled, and each legend entry says how many
-    of its samples lie outside that range or are non-finite.
+    Broken samples have energies orders of magnitude above the rest, which would squash every histogram into
+    one bin; the x range is therefore the first set's (the reference's) finite range widened by ``margin``
+    times its span on each side, and each legend entry says how many of its samples fall outside that range
+    or are non-finite. Each histogram is a density normalised by all of its samples, so its area is the
+    fraction shown.
 
     Args:
-        energies: ``{name: (N,) energies}`` in plotting order, e.g. ``{"reference": ..., "base": ...}``.
+        energies: ``{name: (N,) energies}`` in plotting order, the reference first.
         path: the PNG file to write.
         bins: histogram bins over the shown range.
-        quantile: upper quantile of the shown range, in (0.5, 1].
+        margin: widening of the shown range on each side, as a fraction of the reference's span.
 
     Returns:
         ``path``.
 
     Raises:
-        ValueError: if ``energies`` is empty, a set has no finite energy, or ``quantile`` is out of range.
+        ValueError: if ``energies`` is empty, a set has no finite energy, or ``margin`` is negative.
     """
     from matplotlib.figure import Figure
 
     if not energies:
         raise ValueError("energies: expected at least one named set of energies, got none")
-    if not 0.5 < quantile <= 1.0:
-        raise ValueError(f"quantile: expected a value in (0.5, 1], got {quantile}")
+    if not margin >= 0:
+        raise ValueError(f"margin: expected a non-negative number, got {margin}")
     arrays = {name: _as_array(values).ravel() for name, values in energies.items()}
     for name, values in arrays.items():
         if not np.isfinite(values).any():
             raise ValueError(f"energies: set {name!r} has no finite energy")
-    pooled = np.concatenate([values[np.isfinite(values)] for values in arrays.values()])
-    low, high = np.quantile(pooled, [1.0 - quantile, quantile])
-    if high <= low:
-        low, high = low - 1.0, high + 1.0
-    edges = np.linspace(low, high, bins + 1)
+    first = next(iter(arrays.values()))
+    low, high = first[np.isfinite(first)].min(), first[np.isfinite(first)].max()
+    span = max(high - low, 1.0)
+    edges = np.linspace(low - margin * span, high + margin * span, bins + 1)
 
     figure = Figure(figsize=(6.4, 4.0))
     axes = figure.add_subplot()
     for name, values in arrays.items():
-        shown = values[np.isfinite(values) & (values >= low) & (values <= high)]
+        shown = values[np.isfinite(values) & (values >= edges[0]) & (values <= edges[-1])]
         hidden = values.size - shown.size
         label = f"{name} ({hidden} of {values.size} off the plot)" if hidden else name
-        axes.hist(shown, bins=edges, density=True, histtype="step", linewidth=1.5, label=label)
+        # normalised by all samples, not the shown ones: a set with samples off the plot has less area
+        weights = np.full(shown.size, 1.0 / (values.size * (edges[1] - edges[0])))
+        axes.hist(shown, bins=edges, weights=weights, histtype="step", linewidth=1.5, label=label)
     axes.set_xlabel("potential energy (kJ/mol)")
     axes.set_ylabel("density")
     axes.legend(fontsize="small")

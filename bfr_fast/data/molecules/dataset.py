@@ -16,8 +16,9 @@ __all__ = ["DEFAULT_SPLIT_BLOCKS", "DEFAULT_TEST_FRACTION", "MoleculeDataset", "
 DEFAULT_TEST_FRACTION = 0.2
 """Fraction of the frames held out as the test (reference) set."""
 
-DEFAULT_SPLIT_BLOCKS = 10
-"""Number of equal time blocks the trajectory is cut into for :func:`block_split`."""
+DEFAULT_SPLIT_BLOCKS = 20
+"""Number of equal time blocks the trajectory is cut into for :func:`block_split`: 500 ps each for the default
+10 ns alanine dipeptide run, 25 times the ~20 ps correlation time of its alpha_R/beta basin indicator."""
 
 
 @dataclass(frozen=True, eq=False)

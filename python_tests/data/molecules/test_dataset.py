@@ -30,7 +30,7 @@ def test_block_split_errors(args, match):
 
 
 def test_dataset_from_trajectory(short_md):
-    data = molecule_dataset(short_md.to_mdtraj(), "ala2", provenance={"seed": 7})
+    data = molecule_dataset(short_md.to_mdtraj(), "ala2", blocks=10, provenance={"seed": 7})
     assert data.train_x.shape == (40, 22, 3) and data.test_x.shape == (10, 22, 3)
     assert data.train_x.dtype == torch.float32
     for x in (data.train_x, data.test_x):
