@@ -4,6 +4,9 @@ and the augmentation of generated samples for refiner training (:mod:`bfr_fast.d
 Every loader returns an :class:`ImageDataset` of float32 NCHW images in [-1, 1] with a fixed train/test split.
 Nothing is downloaded: user data sets come from a path, and a missing file raises an error that says how to
 supply it.
+
+Molecular data (conformations in nm, reference MD with OpenMM, any trajectory through mdtraj) live in
+:mod:`bfr_fast.data.molecules`, imported on its own.
 """
 
 from bfr_fast.data.augment import RefinerAugmentation, gaussian_blur

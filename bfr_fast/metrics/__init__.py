@@ -1,4 +1,5 @@
-"""Metrics: image metrics on feature extractors (Inception or a classifier trained on the data set)."""
+"""Metrics: image metrics on feature extractors (Inception or a classifier trained on the data set), and
+molecular metrics (coverage and AMR by RMSD, OpenMM energy error)."""
 
 from bfr_fast.metrics.classifier import ClassifierExtractor, ClassifierNet, TrainedClassifier, train_classifier
 from bfr_fast.metrics.extractor import OUTPUT_KINDS, FeatureExtractor, ImageFeatures
@@ -11,6 +12,14 @@ from bfr_fast.metrics.image import (
     precision_recall,
 )
 from bfr_fast.metrics.inception import InceptionExtractor
+from bfr_fast.metrics.molecular import (
+    coverage_amr,
+    energy_error,
+    format_coverage_amr,
+    format_energy_error,
+    molecular_metrics,
+    openmm_energies,
+)
 
 __all__ = [
     "OUTPUT_KINDS",
@@ -20,11 +29,17 @@ __all__ = [
     "ImageFeatures",
     "InceptionExtractor",
     "TrainedClassifier",
+    "coverage_amr",
+    "energy_error",
     "evaluate_images",
+    "format_coverage_amr",
+    "format_energy_error",
     "frechet_distance",
     "inception_score",
     "kernel_inception_distance",
     "metric_label",
+    "molecular_metrics",
+    "openmm_energies",
     "precision_recall",
     "train_classifier",
 ]

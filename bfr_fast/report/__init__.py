@@ -1,6 +1,7 @@
-"""Reports: markdown result tables and PNG image grids."""
+"""Reports: markdown result tables, PNG image grids, and molecular figures (energy histograms, Ramachandran)."""
 
 from bfr_fast.report.grid import image_grid, save_image_grid
+from bfr_fast.report.molecular_plots import plot_energy_histograms, plot_ramachandran
 from bfr_fast.report.tables import markdown_table
 
-__all__ = ["image_grid", "markdown_table", "save_image_grid"]
+__all__ = ["image_grid", "markdown_table", "plot_energy_histograms", "plot_ramachandran", "save_image_grid"]

@@ -1,0 +1,47 @@
+"""Molecular data: a reference ensemble by OpenMM MD, any trajectory through mdtraj, centring and rotations.
+
+Coordinates are ``(N, atoms, 3)`` float tensors in nanometres (mdtraj's unit), centre of mass at the origin.
+``python -m bfr_fast.data.molecules --help`` generates the alanine dipeptide reference MD; OpenMM is imported
+only by the functions that run it.
+"""
+
+from bfr_fast.data.molecules.alanine import DEFAULT_FRAMES, DEFAULT_NANOSECONDS, alanine_dipeptide
+from bfr_fast.data.molecules.alanine import reference_md_path
+from bfr_fast.data.molecules.augment import random_rotation, random_rotation_matrices
+from bfr_fast.data.molecules.dataset import DEFAULT_SPLIT_BLOCKS, DEFAULT_TEST_FRACTION, MoleculeDataset
+from bfr_fast.data.molecules.dataset import block_split, molecule_dataset
+from bfr_fast.data.molecules.dihedrals import BASINS, backbone_dihedrals, basin_populations
+from bfr_fast.data.molecules.forcefield import DEFAULT_FORCEFIELD, create_system, openmm_topology
+from bfr_fast.data.molecules.reference_md import ReferenceMD, generate_reference_md, load_reference_md
+from bfr_fast.data.molecules.structures import ALANINE_DIPEPTIDE_PDB
+from bfr_fast.data.molecules.trajectory import COORDINATE_KEYS, atom_masses, heavy_atom_indices
+from bfr_fast.data.molecules.trajectory import load_trajectory, remove_center_of_mass
+
+__all__ = [
+    "ALANINE_DIPEPTIDE_PDB",
+    "BASINS",
+    "COORDINATE_KEYS",
+    "DEFAULT_FORCEFIELD",
+    "DEFAULT_FRAMES",
+    "DEFAULT_NANOSECONDS",
+    "DEFAULT_SPLIT_BLOCKS",
+    "DEFAULT_TEST_FRACTION",
+    "MoleculeDataset",
+    "ReferenceMD",
+    "alanine_dipeptide",
+    "atom_masses",
+    "backbone_dihedrals",
+    "basin_populations",
+    "block_split",
+    "create_system",
+    "generate_reference_md",
+    "heavy_atom_indices",
+    "load_reference_md",
+    "load_trajectory",
+    "molecule_dataset",
+    "openmm_topology",
+    "random_rotation",
+    "random_rotation_matrices",
+    "reference_md_path",
+    "remove_center_of_mass",
+]

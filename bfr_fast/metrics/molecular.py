@@ -1,0 +1,253 @@
+r"""Molecular metrics: coverage and average minimum RMSD of conformer sets, and the energy error.
+
+Coverage and AMR (as in GeoDiff and torsional diffusion), for generated conformers :math:`G`, reference
+conformers :math:`R`, RMSD after optimal rigid superposition and a threshold :math:`\tau`:
+
+.. math::
+
+    \mathrm{COV\text{-}R} = \frac{1}{|R|} \bigl|\{r \in R : \min_{g \in G} \mathrm{RMSD}(g, r) \le \tau\}\bigr|,
+    \qquad
+    \mathrm{AMR\text{-}R} = \frac{1}{|R|} \sum_{r \in R} \min_{g \in G} \mathrm{RMSD}(g, r),
+
+and COV-P, AMR-P the same with the roles of :math:`G` and :math:`R` swapped (recall: is every reference
+conformer reproduced; precision: is every generated conformer realistic). The minima come from
+:func:`bfr_fast.ops.rmsd_min`, which never builds the :math:`|G| \times |R|` matrix.
+
+Energy error: :math:`100 \cdot (\bar E_\text{gen} - \bar E_\text{ref}) / |\bar E_\text{ref}|` percent, with the
+potential energy of each conformer from the OpenMM force field of the reference MD.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import mdtraj
+import numpy as np
+import torch
+
+from bfr_fast.data.molecules import DEFAULT_FORCEFIELD, backbone_dihedrals, basin_populations, create_system
+from bfr_fast.data.molecules import heavy_atom_indices, openmm_topology
+from bfr_fast.ops import rmsd_min
+
+__all__ = ["ANGSTROMS_PER_NM", "coverage_amr", "energy_error", "format_coverage_amr", "format_energy_error",
+           "molecular_metrics", "openmm_energies"]
+
+ANGSTROMS_PER_NM = 10.0
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+def _as_frames(x: ArrayLike, argument: str) -> torch.Tensor:
+    """``x`` as a ``(N, A, 3)`` float32 (float64 kept) tensor with N >= 1, or ValueError naming ``argument``."""
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() != 3 or x.shape[2] != 3 \
+            or x.shape[0] == 0:
+        raise ValueError(f"{argument}: expected a non-empty floating-point array of shape (N, atoms, 3), got "
+                         f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
+    x = x.detach()
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def coverage_amr(generated: ArrayLike, reference: ArrayLike, threshold: float,
+                 atom_indices: Sequence[int] | np.ndarray | None = None, backend: str = "auto") -> dict[str, float]:
+    r"""COV-R, COV-P, AMR-R and AMR-P of generated against reference conformers (see the module docstring).
+
+    A conformer counts as covered when its minimum RMSD is :math:`\le` ``threshold`` (inclusive). The RMSD is
+    over the atoms ``atom_indices`` (all atoms when ``None``; pass :func:`~bfr_fast.data.molecules.
+    heavy_atom_indices` of the topology for the usual heavy-atom metric, as :func:`molecular_metrics` does).
+
+    Args:
+        generated: ``(N, atoms, 3)`` generated conformers (array or tensor, any device the op supports).
+        reference: ``(M, atoms, 3)`` reference conformers, same unit and atom order (moved to ``generated``'s
+            device and dtype).
+        threshold: :math:`\tau`, in the coordinates' unit (nm for the library's molecules).
+        atom_indices: atoms the RMSD is taken over.
+        backend: passed to :func:`bfr_fast.ops.rmsd_min` ("auto", "fused" or "eager").
+
+    Returns:
+        ``{"cov_r", "cov_p"}`` as fractions in [0, 1] and ``{"amr_r", "amr_p"}`` in the input unit.
+
+    Raises:
+        ValueError: for bad shapes, atom counts that differ, out-of-range atom indices, a threshold that is not
+            a positive finite number, or non-finite coordinates.
+    """
+    gen, ref = _as_frames(generated, "generated"), _as_frames(reference, "reference")
+    if gen.shape[1] != ref.shape[1]:
+        raise ValueError(f"reference: expected generated's atom count {gen.shape[1]}, got {ref.shape[1]}")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < float("inf"):
+        raise ValueError(f"threshold: expected a positive finite number (nm), got {threshold!r}")
+    if atom_indices is not None:
+        index = torch.as_tensor(np.asarray(atom_indices), dtype=torch.long)
+        if index.dim() != 1 or index.numel() == 0 or int(index.min()) < 0 or int(index.max()) >= gen.shape[1]:
+            raise ValueError(f"atom_indices: expected a non-empty 1-D list of indices in [0, {gen.shape[1]}), "
+                             f"got {np.asarray(atom_indices).tolist()}")
+        gen, ref = gen[:, index.to(gen.device)], ref[:, index.to(ref.device)]
+    for name, frames in (("generated", gen), ("reference", ref)):
+        bad = int((~torch.isfinite(frames).flatten(1).all(dim=1)).sum())
+        if bad:
+            raise ValueError(f"{name}: {bad} of {frames.shape[0]} conformers hold NaN or inf coordinates; "
+                             "drop them first (and report how many)")
+    ref = ref.to(device=gen.device, dtype=gen.dtype)
+    minima = rmsd_min(gen, ref, backend=backend)
+    # rows: each generated conformer's nearest reference (precision); columns: each reference's nearest (recall)
+    to_reference, to_generated = minima.row_min.double(), minima.col_min.double()
+    return {
+        "cov_r": float((to_generated <= threshold).double().mean()),
+        "cov_p": float((to_reference <= threshold).double().mean()),
+        "amr_r": float(to_generated.mean()),
+        "amr_p": float(to_reference.mean()),
+    }
+
+
+def format_coverage_amr(result: dict[str, float], threshold: float) -> str:
+    """One line for logs and reports, coverages in percent and lengths in nm and in angstroms.
+
+    Example: ``COV-R 91.2% COV-P 85.0% (tau = 0.0500 nm = 0.500 Å); AMR-R 0.0312 nm (0.312 Å), AMR-P ...``.
+    """
+    def length(nm: float) -> str:
+        return f"{nm:.4f} nm ({nm * ANGSTROMS_PER_NM:.3f} Å)"
+
+    return (f"COV-R {100 * result['cov_r']:.1f}% COV-P {100 * result['cov_p']:.1f}% "
+            f"(tau = {threshold:.4f} nm = {threshold * ANGSTROMS_PER_NM:.3f} Å); "
+            f"AMR-R {length(result['amr_r'])}, AMR-P {length(result['amr_p'])}")
+
+
+def openmm_energies(coordinates: ArrayLike, topology: str | Path | mdtraj.Topology | Any,
+                    forcefield: tuple[str, ...] = DEFAULT_FORCEFIELD, platform: str = "Reference") -> np.ndarray:
+    """Potential energy of every conformer under an OpenMM force field, in kJ/mol.
+
+    One OpenMM context evaluates all frames in turn (positions set, energy read): OpenMM has no batched energy.
+    Every bond is a harmonic term here (no constraints), so a generated conformer pays for wrong X-H bond
+    lengths too; the models generate all atoms, hydrogens included. A frame with non-finite coordinates gets
+    NaN (it is not evaluated). For MD frames with exactly constrained X-H bonds this equals the MD's own
+    potential energy.
+
+    Args:
+        coordinates: ``(frames, atoms, 3)`` in nm, atoms in the topology's order.
+        topology: a PDB path, an :class:`mdtraj.Topology` or an :class:`openmm.app.Topology`.
+        forcefield: OpenMM force-field XML files (the reference MD's by default).
+        platform: OpenMM platform.
+
+    Returns:
+        ``(frames,)`` float64 energies in kJ/mol.
+
+    Raises:
+        ValueError: if the coordinates do not match the topology's atom count.
+    """
+    import openmm
+    from openmm import unit
+
+    xyz = _as_frames(coordinates, "coordinates").cpu().double().numpy()
+    omm_topology = openmm_topology(topology)
+    if xyz.shape[1] != omm_topology.getNumAtoms():
+        raise ValueError(f"coordinates: expected {omm_topology.getNumAtoms()} atoms like the topology, "
+                         f"got {xyz.shape[1]}")
+    system = create_system(omm_topology, forcefield, constraints=None)
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001),
+                             openmm.Platform.getPlatformByName(platform))
+    energies = np.full(xyz.shape[0], np.nan)
+    finite = np.isfinite(xyz).all(axis=(1, 2))
+    for frame in np.flatnonzero(finite):
+        context.setPositions(xyz[frame])  # a bare array is read as nanometres
+        energy = context.getState(getEnergy=True).getPotentialEnergy()
+        energies[frame] = energy.value_in_unit(unit.kilojoule_per_mole)
+    return energies
+
+
+def energy_error(generated_energies: ArrayLike, reference_energies: ArrayLike,
+                 cutoff: float | None = None) -> dict[str, float | int | None]:
+    r"""Relative error of the mean energy, :math:`100 (\bar E_\text{gen} - \bar E_\text{ref}) / |\bar E_\text{ref}|`.
+
+    Samples with a non-finite energy, or above ``cutoff`` when one is given, are left out of each mean, and how
+    many were left out is reported beside the error (a cut-off hides broken samples: always report the count).
+
+    Args:
+        generated_energies: ``(N,)`` energies of the generated conformers.
+        reference_energies: ``(M,)`` energies of the reference conformers, same unit.
+        cutoff: keep only energies ``<= cutoff`` (same unit); ``None`` keeps every finite energy.
+
+    Returns:
+        ``energy_error_percent``, ``mean_generated``, ``mean_reference``, ``excluded_generated``,
+        ``excluded_reference``, ``n_generated``, ``n_reference`` (counts before exclusion) and ``cutoff``.
+
+    Raises:
+        ValueError: if an input is not 1-D, every sample of a set is excluded, or the reference mean is 0.
+    """
+    if cutoff is not None and (isinstance(cutoff, bool) or not isinstance(cutoff, (int, float))
+                               or np.isnan(cutoff)):
+        raise ValueError(f"cutoff: expected a number or None, got {cutoff!r}")
+    kept, excluded = {}, {}
+    for name, values in (("generated_energies", generated_energies), ("reference_energies", reference_energies)):
+        array = values.detach().cpu().double().numpy() if isinstance(values, torch.Tensor) \
+            else np.asarray(values, dtype=np.float64)
+        if array.ndim != 1:
+            raise ValueError(f"{name}: expected a 1-D array of energies, got shape {array.shape}")
+        keep = np.isfinite(array) if cutoff is None else np.isfinite(array) & (array <= cutoff)
+        if not keep.any():
+            raise ValueError(f"{name}: all {array.size} energies are excluded (non-finite or above "
+                             f"cutoff={cutoff}); nothing to average")
+        kept[name], excluded[name] = array[keep], int(array.size - keep.sum())
+    mean_gen, mean_ref = float(kept["generated_energies"].mean()), float(kept["reference_energies"].mean())
+    if mean_ref == 0:
+        raise ValueError("reference_energies: their mean is 0; the relative error is undefined")
+    return {
+        "energy_error_percent": 100.0 * (mean_gen - mean_ref) / abs(mean_ref),
+        "mean_generated": mean_gen,
+        "mean_reference": mean_ref,
+        "excluded_generated": excluded["generated_energies"],
+        "excluded_reference": excluded["reference_energies"],
+        "n_generated": kept["generated_energies"].size + excluded["generated_energies"],
+        "n_reference": kept["reference_energies"].size + excluded["reference_energies"],
+        "cutoff": cutoff,
+    }
+
+
+def format_energy_error(result: dict[str, float | int | None]) -> str:
+    """One line: the error in percent, both means, and the exclusion counts (with the cut-off if any)."""
+    rule = "non-finite" if result["cutoff"] is None else f"non-finite or > {result['cutoff']:g} kJ/mol"
+    return (f"energy error {result['energy_error_percent']:+.2f}% (mean E gen {result['mean_generated']:.2f}, "
+            f"ref {result['mean_reference']:.2f} kJ/mol; excluded as {rule}: "
+            f"{result['excluded_generated']}/{result['n_generated']} generated, "
+            f"{result['excluded_reference']}/{result['n_reference']} reference)")
+
+
+def molecular_metrics(generated: ArrayLike, reference: ArrayLike, topology: mdtraj.Topology, threshold: float, *,
+                      all_atoms: bool = False, reference_energies: ArrayLike | None = None,
+                      energy_cutoff: float | None = None, forcefield: tuple[str, ...] = DEFAULT_FORCEFIELD,
+                      platform: str = "Reference", backend: str = "auto") -> dict[str, Any]:
+    """Every molecular metric of one generated set: COV/AMR, energy error, and phi/psi basin populations.
+
+    Args:
+        generated: ``(N, atoms, 3)`` generated conformers in nm, all atoms, the topology's order.
+        reference: ``(M, atoms, 3)`` reference conformers in nm (e.g. ``MoleculeDataset.test_x``).
+        topology: the molecule's :class:`mdtraj.Topology`.
+        threshold: COV threshold in nm.
+        all_atoms: RMSD over all atoms instead of heavy atoms.
+        reference_energies: the reference's energies if already computed (they do not change between models).
+        energy_cutoff: see :func:`energy_error`.
+        forcefield: OpenMM force field of the energies.
+        platform: OpenMM platform.
+        backend: RMSD backend.
+
+    Returns:
+        ``cov_r, cov_p, amr_r, amr_p`` (see :func:`coverage_amr`), ``threshold_nm``, ``rmsd_atoms``
+        ("heavy" or "all"), the :func:`energy_error` entries, and ``basins`` (fractions of generated conformers per
+        Ramachandran basin, for a molecule with one phi/psi pair such as alanine dipeptide).
+    """
+    atoms = None if all_atoms else heavy_atom_indices(topology)
+    result: dict[str, Any] = coverage_amr(generated, reference, threshold, atoms, backend=backend)
+    result.update(threshold_nm=float(threshold), rmsd_atoms="all" if all_atoms else "heavy")
+    if reference_energies is None:
+        reference_energies = openmm_energies(reference, topology, forcefield, platform)
+    result.update(energy_error(openmm_energies(generated, topology, forcefield, platform), reference_energies,
+                               energy_cutoff))
+    try:
+        phi, psi = backbone_dihedrals(_as_frames(generated, "generated"), topology)
+    except ValueError:  # not a peptide
+        return result
+    if phi.shape[1] == 1:  # the basins are those of a dipeptide's single phi/psi pair
+        result["basins"] = basin_populations(phi[:, 0], psi[:, 0])
+    return result
