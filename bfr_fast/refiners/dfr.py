@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from bfr_fast.data.augment import RefinerAugmentation
-from bfr_fast.losses.flow_matching import COUPLINGS, FlowMatchingLoss
+from bfr_fast.losses.flow_matching import FlowMatchingLoss
+from bfr_fast.losses.path_loss import COUPLINGS
 from bfr_fast.refiners.base import Refiner
 from bfr_fast.refiners.pool import GeneratedSource
 
