@@ -295,7 +295,8 @@ def test_baseline_isa_kernel_agrees():
     torch.save((X, Y), path)
     try:
         env = {**os.environ, "BFR_FAST_CPU_BASELINE": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-        subprocess.run([sys.executable, "-c", script, str(path)], env=env, check=True, timeout=120)
+        # cwd elsewhere: `python -c` puts the cwd first on sys.path, where a source checkout has no _C.
+        subprocess.run([sys.executable, "-c", script, str(path)], env=env, check=True, timeout=120, cwd=path.parent)
         baseline, *baseline_min = torch.load(path)
     finally:
         path.unlink(missing_ok=True)
