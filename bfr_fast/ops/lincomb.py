@@ -109,12 +109,12 @@ def lincomb(
     grad_needed = torch.is_grad_enabled() and any(t.requires_grad for t in (x, *ks))
     xc, kc = x.contiguous(), [k.contiguous() for k in ks]
     if out is None or grad_needed or not out.is_contiguous():
-        result = torch.ops.bfr_fast.lincomb(xc, kc, scalars, vectors)
+        result = torch.ops.bfr_fast.lincomb.default(xc, kc, scalars, vectors)
         return result if out is None else out.copy_(result)
     if out is x:
-        torch.ops.bfr_fast.lincomb_(x, kc, scalars, vectors)
+        torch.ops.bfr_fast.lincomb_.default(x, kc, scalars, vectors)
     else:
-        torch.ops.bfr_fast.lincomb_out(xc, kc, scalars, vectors, out)
+        torch.ops.bfr_fast.lincomb_out.default(xc, kc, scalars, vectors, out)
     return out
 
 
