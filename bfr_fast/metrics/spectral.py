@@ -254,7 +254,8 @@ def spectral_curves(
       :math:`\hat x = x_{t_s} + (t - t_s)\, v_\theta(x_{t_s}, t_s)`; exposure bias
       :math:`\delta = v_\theta(\hat x, t) - v_\theta(x_t, t)` (DESIGN §5 with :math:`t_e = t`).
       :math:`\Delta` (``step``) defaults to :math:`t_\max/N`, the step of an N-step Euler sampler, so
-      :math:`\delta` is the drift one such step adds.
+      :math:`\delta` is the drift one such step adds; where :math:`t < \Delta` (the first time, by default) the
+      step starts at 0 and is :math:`t` long.
     - ``pfr_velocity`` = PFR of :math:`v`, ``pfr_exposure_bias`` = PFR of :math:`\delta`, ``fel_plain`` = FEL of
       :math:`e = (v - u)^2`, ``fel_reweighted`` = FEL of :math:`W e` with :math:`W` the FC weight of
       ``loss.fc_source`` (:math:`\delta` for the exposure-bias source).
@@ -290,8 +291,9 @@ def spectral_curves(
     x1 = _check_image("x1", x1)
     if x1.shape[0] == 0:
         raise ValueError("x1 must hold at least one image")
-    if y is not None and (not isinstance(y, torch.Tensor) or y.shape != (x1.shape[0],)):
-        raise ValueError(f"y must be a ({x1.shape[0]},) tensor or None, got {getattr(y, 'shape', y)!r}")
+    if y is not None and (not isinstance(y, torch.Tensor) or y.shape != (x1.shape[0],) or y.device != x1.device):
+        got = f"{tuple(y.shape)} on {y.device}" if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ValueError(f"y must be a ({x1.shape[0]},) tensor on x1's device {x1.device} or None, got {got}")
     loss = DEFARLoss() if loss is None else loss
     if not isinstance(loss, DEFARLoss):
         raise ValueError(f"loss must be a bfr_fast.losses.DEFARLoss or None, got {type(loss).__name__}")
@@ -318,18 +320,18 @@ def spectral_curves(
     was_training = model.training if isinstance(model, nn.Module) else None
     if was_training is not None:
         model.eval()
+    dtype = accumulation_dtype(x1.dtype)
     try:
         for start in range(0, num_t * n, batch_size):
-            rows = torch.arange(start, min(start + batch_size, num_t * n))
+            rows = torch.arange(start, min(start + batch_size, num_t * n), device=x1.device)
             t_index, image = rows // n, rows % n
-            t = times[t_index].to(device=x1.device, dtype=torch.float32)
+            t = times.to(x1.device)[t_index].float()
             t_start = (t - step).clamp_min(0.0)
-            a, b = x0[image.to(x1.device)], x1[image.to(x1.device)]
-            labels = None if y is None else y[image.to(y.device)]
+            a, b = x0[image], x1[image]
+            labels = None if y is None else y[image]
             x_t, u = path.sample(a, b, t)
             v = model(x_t, t, labels)
             x_hat = simulate(model, path.point(a, b, t_start), torch.stack([t_start, t]), labels)
-            dtype = accumulation_dtype(x1.dtype)
             bias = model(x_hat, t, labels).to(dtype) - v.to(dtype)
             weight = fc_weight_map(loss.fc_source(a.to(dtype), b.to(dtype), bias), loss.gamma, loss.eps)
             masks = fel_region_masks(u, fel_cutoff_low, fel_cutoff_high, low_quantile, high_quantile, backend)
@@ -340,7 +342,7 @@ def spectral_curves(
                 _fel_sums(v, u, masks, weight),
             )
             for k, part in enumerate(parts):
-                totals[k].index_add_(0, t_index, part.double().cpu())
+                totals[k].index_add_(0, t_index.cpu(), part.double().cpu())
     finally:
         if was_training is not None:
             model.train(was_training)
