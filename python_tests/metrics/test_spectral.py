@@ -194,3 +194,16 @@ def test_spectral_curves_reweighting_and_exposure_bias_limits(digits_data):
     blind = spectral_curves(TimeOnlyVelocity(), x1, num_t=5)
     assert np.isnan(blind["pfr_exposure_bias"]).all()  # delta == 0: 0/0 by the policy
     assert np.isfinite(blind["pfr_velocity"]).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(digits_data):
+    g = torch.Generator().manual_seed(8)
+    pred, target = torch.randn(3, 2, 16, 16, generator=g), torch.randn(3, 2, 16, 16, generator=g)
+    torch.testing.assert_close(pfr(pred.cuda(), 0.4).cpu(), pfr(pred, 0.4), rtol=1e-4, atol=0)
+    torch.testing.assert_close(fel(pred.cuda(), target.cuda(), 0.3, 0.6).cpu(), fel(pred, target, 0.3, 0.6),
+                               rtol=1e-4, atol=0)
+    x1, y = digits_data.train_x[:4].cuda(), digits_data.train_y[:4].cuda()
+    curves = spectral_curves(TinyVelocity().cuda(), x1, y, num_t=5)
+    for name in CURVE_NAMES:
+        assert curves[name].shape == (5,) and np.isfinite(curves[name]).all(), name
