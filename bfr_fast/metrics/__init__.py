@@ -1,5 +1,6 @@
 """Metrics: image metrics on feature extractors (Inception or a classifier trained on the data set), and
-molecular metrics (coverage and AMR by RMSD, OpenMM energy error)."""
+molecular metrics (coverage and AMR by RMSD, OpenMM energy error), and spectral diagnostics of exposure bias
+(PFR, FEL against t)."""
 
 from bfr_fast.metrics.classifier import ClassifierExtractor, ClassifierNet, TrainedClassifier, train_classifier
 from bfr_fast.metrics.extractor import OUTPUT_KINDS, FeatureExtractor, ImageFeatures
@@ -20,8 +21,10 @@ from bfr_fast.metrics.molecular import (
     molecular_metrics,
     openmm_energies,
 )
+from bfr_fast.metrics.spectral import CURVE_NAMES, fc_weight_map, fel, fel_region_masks, pfr, spectral_curves
 
 __all__ = [
+    "CURVE_NAMES",
     "OUTPUT_KINDS",
     "ClassifierExtractor",
     "ClassifierNet",
@@ -32,6 +35,9 @@ __all__ = [
     "coverage_amr",
     "energy_error",
     "evaluate_images",
+    "fc_weight_map",
+    "fel",
+    "fel_region_masks",
     "format_coverage_amr",
     "format_energy_error",
     "frechet_distance",
@@ -40,6 +46,8 @@ __all__ = [
     "metric_label",
     "molecular_metrics",
     "openmm_energies",
+    "pfr",
     "precision_recall",
+    "spectral_curves",
     "train_classifier",
 ]

@@ -74,20 +74,28 @@ def band_energy_reference(x: torch.Tensor, cutoff: float) -> torch.Tensor:
     return torch.stack([low_energy, high_energy], dim=1)
 
 
+def fc_weight_reference(source: torch.Tensor, gamma: float = 1.0, eps: float = 1e-6) -> torch.Tensor:
+    r"""The frequency-compensation weight map of ``(B, Cs, *spatial)`` ``source``, ``(B, 1, *spatial)``.
+
+    :math:`w_p = 1 + \gamma\, s_p / (\bar s + \epsilon)`, :math:`s_p = \sum_c |\mathrm{source}_{c,p}|`,
+    :math:`\bar s = \frac1P \sum_p s_p`. ``source`` is detached: a constant. float32 (float64 for float64 input).
+    """
+    s = source.detach().to(accumulation_dtype(source.dtype)).abs().sum(dim=1, keepdim=True)
+    s_mean = s.flatten(1).mean(dim=1).reshape((-1,) + (1,) * (s.dim() - 1))
+    return 1 + gamma * s / (s_mean + eps)
+
+
 def fc_weighted_mse_reference(
     pred: torch.Tensor, target: torch.Tensor, source: torch.Tensor, gamma: float = 1.0, eps: float = 1e-6
 ) -> torch.Tensor:
     r"""Per-sample frequency-compensated MSE of ``(B, C, *spatial)`` tensors, ``(B,)``.
 
-    :math:`\mathrm{loss}_b = \frac{1}{CP}\sum_{c,p} w_p (\mathrm{pred}_{c,p} - \mathrm{target}_{c,p})^2`,
-    :math:`w_p = 1 + \gamma\, s_p / (\bar s + \epsilon)`, :math:`s_p = \sum_c |\mathrm{source}_{c,p}|` (source may
-    have its own channel count), :math:`\bar s = \frac1P \sum_p s_p`. ``source`` is detached: a constant. float32
-    (float64 for float64 input).
+    :math:`\mathrm{loss}_b = \frac{1}{CP}\sum_{c,p} w_p (\mathrm{pred}_{c,p} - \mathrm{target}_{c,p})^2` with
+    :math:`w` the map of :func:`fc_weight_reference` (source may have its own channel count). float32 (float64
+    for float64 input).
     """
     dtype = accumulation_dtype(pred.dtype)
-    s = source.detach().to(dtype).abs().sum(dim=1, keepdim=True)
-    s_mean = s.flatten(1).mean(dim=1).reshape((-1,) + (1,) * (s.dim() - 1))
-    weight = 1 + gamma * s / (s_mean + eps)
+    weight = fc_weight_reference(source, gamma, eps).to(dtype)
     return (weight * (pred.to(dtype) - target.to(dtype)).square()).flatten(1).mean(dim=1)
 
 

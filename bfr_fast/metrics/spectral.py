@@ -1,0 +1,367 @@
+r"""Spectral diagnostics of exposure bias (DEFAR's Figures 3 and 5): PFR and FEL against the time t.
+
+**PFR** (power frequency ratio) of a velocity field :math:`v`, per sample, with the bands of
+:func:`bfr_fast.ops.frequency_filter` at radius :math:`r_c` (1 = Nyquist of an axis):
+
+.. math::
+    \mathrm{PFR} = E_\mathrm{low} / E_\mathrm{high},\qquad
+    E_\mathrm{low} = \sum_{c,p} \mathrm{low}(v)^2,\quad E_\mathrm{high} = \sum_{c,p} \mathrm{high}(v)^2,
+
+both from one FFT (:func:`bfr_fast.ops.band_energy`).
+
+**FEL** (frequency error localisation, (R)) of a prediction :math:`v` against a target :math:`u`, per sample:
+the loss map :math:`e_p = \sum_c (v_{c,p} - u_{c,p})^2`; the region masks
+:math:`M_\mathrm{low} = [a_p \ge Q_{q_\mathrm{low}}(a)]` with :math:`a_p = \sum_c |\mathrm{low}(u)_{c,p}|` and
+:math:`M_\mathrm{high} = [b_p \ge Q_{q_\mathrm{high}}(b)]` with :math:`b_p = \sum_c |\mathrm{high}(u)_{c,p}|`
+(:math:`Q_q` the per-sample q-quantile, linear interpolation, so the defaults 0.8 and 0.75 select the top 20% and
+25% of positions); and
+
+.. math::
+    \mathrm{FEL} = \frac{\sum_p W_p e_p M_{\mathrm{low},p}}{\sum_p W_p e_p M_{\mathrm{high},p}},
+
+with :math:`W \equiv 1` for the plain loss and the FC weight map :math:`W = 1 + \gamma s/(\bar s + \varepsilon)`
+(:func:`fc_weight_map`) for the reweighted one. FEL > 1 means the loss concentrates where the target has its
+low-frequency structure.
+
+**Zero-denominator policy** (both ratios): a denominator of 0 gives ``inf`` when the numerator is positive and
+``nan`` when it is 0 too. For PFR, :math:`E_\mathrm{high} \le` ``rtol`` :math:`\cdot (E_\mathrm{low} +
+E_\mathrm{high})` counts as 0 (default 1e-10): rounding leaves a residue on a band-limited float32 field (a
+constant plane or a low sinusoid keeps 1e-16 to 1e-13 of its energy in the high band), so PFR saturates to ``inf``
+above ``1/rtol`` instead of reporting rounding noise. NaN inputs propagate as NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from bfr_fast.losses.defar import DEFARLoss
+from bfr_fast.losses.path_loss import COUPLINGS, check_nonnegative
+from bfr_fast.losses.simulation import simulate
+from bfr_fast.ops import band_energy, frequency_filter
+from bfr_fast.ops.reference import accumulation_dtype, fc_weight_reference
+
+__all__ = [
+    "CURVE_NAMES",
+    "fc_weight_map",
+    "fel",
+    "fel_region_masks",
+    "pfr",
+    "spectral_curves",
+]
+
+CURVE_NAMES: tuple[str, ...] = ("pfr_velocity", "pfr_exposure_bias", "fel_plain", "fel_reweighted")
+"""The curves :func:`spectral_curves` returns, each an array against ``"t"``."""
+
+PFR_RTOL = 1e-10
+"""Default relative floor of :math:`E_\\mathrm{high}` (module docstring): PFR above 1e10 is reported as inf."""
+
+
+def _check_image(name: str, x: object) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a (B, C, H, W) float tensor, got {shape}")
+    return x
+
+
+def _check_quantile(name: str, q: object) -> float:
+    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0.0 <= q <= 1.0:
+        raise ValueError(f"{name} must be a float in [0, 1], got {q!r}")
+    return float(q)
+
+
+def _guarded_ratio(num: torch.Tensor, den: torch.Tensor, rtol: float = 0.0) -> torch.Tensor:
+    """``num / den`` with the module's zero-denominator policy: ``den <= rtol * (num + den)`` counts as 0, giving
+    ``inf`` for ``num > 0`` and ``nan`` for ``num == 0``."""
+    zero = den <= rtol * (num + den)
+    fill = torch.where(num > 0, torch.full_like(num, math.inf), torch.full_like(num, math.nan))
+    return torch.where(zero, fill, num / torch.where(zero, torch.ones_like(den), den))
+
+
+def pfr(velocity: torch.Tensor, cutoff: float = 0.5, rtol: float = PFR_RTOL, backend: str = "auto") -> torch.Tensor:
+    r"""Per-sample PFR :math:`E_\mathrm{low}/E_\mathrm{high}` of a velocity field (module docstring).
+
+    Args:
+        velocity: ``(B, C, H, W)`` float field.
+        cutoff: Band radius :math:`r_c \ge 0` of :func:`bfr_fast.ops.frequency_filter`.
+        rtol: Relative floor below which :math:`E_\mathrm{high}` counts as 0 (zero-denominator policy).
+        backend: Of :func:`bfr_fast.ops.band_energy`.
+
+    Returns:
+        ``(B,)`` float32 (float64 for float64 input): finite, ``inf`` (no resolvable high band) or ``nan``
+        (a zero field).
+
+    Raises:
+        ValueError: On a bad argument; the message names it.
+    """
+    rtol = check_nonnegative("rtol", rtol)
+    energies = band_energy(_check_image("velocity", velocity), cutoff, backend)
+    return _guarded_ratio(energies[:, 0], energies[:, 1], rtol)
+
+
+def fc_weight_map(source: torch.Tensor, gamma: float = 1.0, eps: float = 1e-6) -> torch.Tensor:
+    r"""The FC weight :math:`W = 1 + \gamma\, s/(\bar s + \varepsilon)` of :func:`bfr_fast.ops.fc_weighted_mse`.
+
+    :math:`s_p = \sum_c |\mathrm{source}_{c,p}|`, :math:`\bar s` its per-sample mean over positions; so
+    ``fc_weighted_mse(pred, target, source) == (W * (pred - target)**2).mean((1, 2, 3))``. Use
+    :meth:`bfr_fast.losses.DEFARLoss.fc_source` to build the source that DEFAR's FC term uses.
+
+    Args:
+        source: ``(B, Cs, *spatial)`` float tensor; detached (a constant).
+        gamma: FC strength :math:`\gamma \ge 0`.
+        eps: :math:`\varepsilon > 0`.
+
+    Returns:
+        ``(B, 1, *spatial)`` float32 (float64 for float64 input).
+
+    Raises:
+        ValueError: On a bad argument; the message names it.
+    """
+    if not isinstance(source, torch.Tensor) or source.dim() < 2 or not source.is_floating_point():
+        raise ValueError(f"source must be a (B, Cs, *spatial) float tensor, got {getattr(source, 'shape', source)!r}")
+    gamma = check_nonnegative("gamma", gamma)
+    if check_nonnegative("eps", eps) == 0:
+        raise ValueError("eps must be > 0")
+    return fc_weight_reference(source, gamma, eps)
+
+
+def fel_region_masks(
+    target: torch.Tensor,
+    cutoff_low: float,
+    cutoff_high: float,
+    low_quantile: float = 0.8,
+    high_quantile: float = 0.75,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""FEL's region masks :math:`M_\mathrm{low}`, :math:`M_\mathrm{high}` of a target velocity (module docstring).
+
+    Args:
+        target: ``(B, C, H, W)`` target velocity :math:`u`.
+        cutoff_low: Radius of the low-pass whose magnitude selects :math:`M_\mathrm{low}`.
+        cutoff_high: Radius of the high-pass whose magnitude selects :math:`M_\mathrm{high}`.
+        low_quantile: Per-sample quantile threshold of :math:`M_\mathrm{low}` (0.8: top 20% of positions).
+        high_quantile: Per-sample quantile threshold of :math:`M_\mathrm{high}` (0.75: top 25%).
+        backend: Of :func:`bfr_fast.ops.frequency_filter`.
+
+    Returns:
+        Two ``(B, H, W)`` bool masks. Ties at the threshold are all included.
+
+    Raises:
+        ValueError: On a bad argument; the message names it.
+    """
+    target = _check_image("target", target)
+    low_quantile = _check_quantile("low_quantile", low_quantile)
+    high_quantile = _check_quantile("high_quantile", high_quantile)
+    dtype = accumulation_dtype(target.dtype)
+    masks = []
+    for cutoff, kind, q in ((cutoff_low, "low", low_quantile), (cutoff_high, "high", high_quantile)):
+        magnitude = frequency_filter(target, cutoff, kind, backend).to(dtype).abs().sum(dim=1)
+        threshold = torch.quantile(magnitude.flatten(1), q, dim=1)
+        masks.append(magnitude >= threshold.reshape(-1, 1, 1))
+    return masks[0], masks[1]
+
+
+def _fel_sums(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    masks: tuple[torch.Tensor, torch.Tensor],
+    weight: torch.Tensor | None,
+) -> torch.Tensor:
+    """``(B, 2)``: the numerator and denominator of FEL per sample."""
+    dtype = accumulation_dtype(pred.dtype)
+    error = (pred.to(dtype) - target.to(dtype)).square().sum(dim=1)
+    if weight is not None:
+        error = error * weight.to(dtype).reshape(error.shape)
+    return torch.stack([(error * m).sum(dim=(1, 2)) for m in masks], dim=1)
+
+
+def _check_weight(weight: object, pred: torch.Tensor) -> torch.Tensor | None:
+    if weight is None:
+        return None
+    b, _, h, w = pred.shape
+    if not isinstance(weight, torch.Tensor) or tuple(weight.shape) not in ((b, 1, h, w), (b, h, w)):
+        shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
+        raise ValueError(f"weight must be a ({b}, 1, {h}, {w}) or ({b}, {h}, {w}) tensor, got {shape}")
+    return weight
+
+
+def fel(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    cutoff_low: float,
+    cutoff_high: float,
+    low_quantile: float = 0.8,
+    high_quantile: float = 0.75,
+    weight: torch.Tensor | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    r"""Per-sample FEL :math:`\sum W e M_\mathrm{low} / \sum W e M_\mathrm{high}` (module docstring).
+
+    Args:
+        pred: ``(B, C, H, W)`` predicted velocity :math:`v`.
+        target: Same shape: the target velocity :math:`u`, which also sets the region masks.
+        cutoff_low, cutoff_high, low_quantile, high_quantile, backend: As in :func:`fel_region_masks`.
+        weight: The loss weight :math:`W`, ``(B, 1, H, W)`` (as :func:`fc_weight_map` returns) or ``(B, H, W)``;
+            ``None`` for the plain loss (:math:`W \equiv 1`).
+
+    Returns:
+        ``(B,)`` float32 (float64 for float64 input), with the module's zero-denominator policy (no floor).
+
+    Raises:
+        ValueError: On a bad argument; the message names it.
+    """
+    pred, target = _check_image("pred", pred), _check_image("target", target)
+    if pred.shape != target.shape:
+        raise ValueError(f"target must have pred's shape {tuple(pred.shape)}, got {tuple(target.shape)}")
+    weight = _check_weight(weight, pred)
+    masks = fel_region_masks(target, cutoff_low, cutoff_high, low_quantile, high_quantile, backend)
+    sums = _fel_sums(pred, target, masks, weight)
+    return _guarded_ratio(sums[:, 0], sums[:, 1])
+
+
+@torch.no_grad()
+def spectral_curves(
+    model: nn.Module | Callable[..., torch.Tensor],
+    x1: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    loss: DEFARLoss | None = None,
+    num_t: int = 50,
+    cutoff: float = 0.5,
+    fel_cutoff_low: float | None = None,
+    fel_cutoff_high: float | None = None,
+    low_quantile: float = 0.8,
+    high_quantile: float = 0.75,
+    step: float | None = None,
+    batch_size: int = 256,
+    seed: int = 0,
+    backend: str = "auto",
+) -> dict[str, object]:
+    r"""PFR of the predicted velocity and of the exposure bias, and FEL of the plain and the FC-reweighted loss,
+    against t (DEFAR's Figures 3 and 5), on a batch of real data.
+
+    The path, coupling and FC settings are ``loss``'s (default :class:`~bfr_fast.losses.DEFARLoss`: linear path,
+    OT coupling, exposure-bias source, :math:`\gamma = 1`). One source :math:`\epsilon` per image
+    (``torch.Generator`` seeded by ``seed``), paired with ``x1`` by the loss's coupling once, is used at every t.
+    For each of ``num_t`` times :math:`t_i = t_\max (i + \tfrac12)/N` (uniform in :math:`(0, t_\max)`):
+
+    - :math:`x_t`, :math:`u` = the path point and velocity target; :math:`v = v_\theta(x_t, t)`.
+    - One-step simulation from :math:`t_s = \max(t - \Delta, 0)`:
+      :math:`\hat x = x_{t_s} + (t - t_s)\, v_\theta(x_{t_s}, t_s)`; exposure bias
+      :math:`\delta = v_\theta(\hat x, t) - v_\theta(x_t, t)` (DESIGN §5 with :math:`t_e = t`).
+      :math:`\Delta` (``step``) defaults to :math:`t_\max/N`, the step of an N-step Euler sampler, so
+      :math:`\delta` is the drift one such step adds; where :math:`t < \Delta` (the first time, by default) the
+      step starts at 0 and is :math:`t` long.
+    - ``pfr_velocity`` = PFR of :math:`v`, ``pfr_exposure_bias`` = PFR of :math:`\delta`, ``fel_plain`` = FEL of
+      :math:`e = (v - u)^2`, ``fel_reweighted`` = FEL of :math:`W e` with :math:`W` the FC weight of
+      ``loss.fc_source`` (:math:`\delta` for the exposure-bias source).
+
+    Each value is pooled over the batch, a ratio of sums (:math:`\sum_b E_\mathrm{low} / \sum_b E_\mathrm{high}`,
+    likewise for FEL), so that one sample with a tiny denominator does not dominate; zero denominators follow the
+    module's policy. Three model calls per (t, image), in chunks of ``batch_size`` rows, without gradient, the model
+    in eval mode (its mode restored after).
+
+    Args:
+        model: ``model(x, t, y)``.
+        x1: ``(B, C, H, W)`` real data.
+        y: ``(B,)`` labels or ``None``.
+        loss: The :class:`~bfr_fast.losses.DEFARLoss` whose interpolant, coupling, ``gamma``, ``eps`` and
+            ``fc_source`` to use.
+        num_t: Number of times N (the paper: 50).
+        cutoff: PFR band radius :math:`r_c`.
+        fel_cutoff_low, fel_cutoff_high: FEL filter radii (default ``cutoff``).
+        low_quantile, high_quantile: FEL region quantiles (top 20% and 25%).
+        step: :math:`\Delta > 0` of the simulation (default :math:`t_\max/N`).
+        batch_size: Rows per model call (> 0).
+        seed: Seed of the sources.
+        backend: Of the spectral ops.
+
+    Returns:
+        ``{"t": (N,), "pfr_velocity": (N,), "pfr_exposure_bias": (N,), "fel_plain": (N,),
+        "fel_reweighted": (N,)}`` float64 numpy arrays, and ``"settings"``: a dict of the scalars above plus
+        ``num_samples`` and the loss's ``weight_source`` and ``gamma``.
+
+    Raises:
+        ValueError: On a bad argument; the message names it.
+    """
+    x1 = _check_image("x1", x1)
+    if x1.shape[0] == 0:
+        raise ValueError("x1 must hold at least one image")
+    if y is not None and (not isinstance(y, torch.Tensor) or y.shape != (x1.shape[0],) or y.device != x1.device):
+        got = f"{tuple(y.shape)} on {y.device}" if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ValueError(f"y must be a ({x1.shape[0]},) tensor on x1's device {x1.device} or None, got {got}")
+    loss = DEFARLoss() if loss is None else loss
+    if not isinstance(loss, DEFARLoss):
+        raise ValueError(f"loss must be a bfr_fast.losses.DEFARLoss or None, got {type(loss).__name__}")
+    for name, value in (("num_t", num_t), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    check_nonnegative("cutoff", cutoff)
+    fel_cutoff_low = cutoff if fel_cutoff_low is None else check_nonnegative("fel_cutoff_low", fel_cutoff_low)
+    fel_cutoff_high = cutoff if fel_cutoff_high is None else check_nonnegative("fel_cutoff_high", fel_cutoff_high)
+    _check_quantile("low_quantile", low_quantile)
+    _check_quantile("high_quantile", high_quantile)
+    path = loss.interpolant
+    step = path.t_max / num_t if step is None else check_nonnegative("step", step)
+    if step == 0:
+        raise ValueError("step must be > 0")
+
+    generator = torch.Generator(device=x1.device).manual_seed(seed)
+    x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
+    x0, x1, y = COUPLINGS[loss.coupling](x0, x1, y)
+    n = x1.shape[0]
+    times = path.t_max * (torch.arange(num_t, dtype=torch.float64) + 0.5) / num_t
+    # Rows are (t, image) pairs, t-major; each chunk's sums are added into its times' totals.
+    totals = torch.zeros(len(CURVE_NAMES), num_t, 2, dtype=torch.float64)
+    was_training = model.training if isinstance(model, nn.Module) else None
+    if was_training is not None:
+        model.eval()
+    dtype = accumulation_dtype(x1.dtype)
+    try:
+        for start in range(0, num_t * n, batch_size):
+            rows = torch.arange(start, min(start + batch_size, num_t * n), device=x1.device)
+            t_index, image = rows // n, rows % n
+            t = times.to(x1.device)[t_index].float()
+            t_start = (t - step).clamp_min(0.0)
+            a, b = x0[image], x1[image]
+            labels = None if y is None else y[image]
+            x_t, u = path.sample(a, b, t)
+            v = model(x_t, t, labels)
+            x_hat = simulate(model, path.point(a, b, t_start), torch.stack([t_start, t]), labels)
+            bias = model(x_hat, t, labels).to(dtype) - v.to(dtype)
+            weight = fc_weight_map(loss.fc_source(a.to(dtype), b.to(dtype), bias), loss.gamma, loss.eps)
+            masks = fel_region_masks(u, fel_cutoff_low, fel_cutoff_high, low_quantile, high_quantile, backend)
+            parts = (
+                band_energy(v, cutoff, backend),
+                band_energy(bias, cutoff, backend),
+                _fel_sums(v, u, masks, None),
+                _fel_sums(v, u, masks, weight),
+            )
+            for k, part in enumerate(parts):
+                totals[k].index_add_(0, t_index.cpu(), part.double().cpu())
+    finally:
+        if was_training is not None:
+            model.train(was_training)
+
+    curves: dict[str, object] = {"t": times.numpy()}
+    for k, name in enumerate(CURVE_NAMES):
+        rtol = PFR_RTOL if name.startswith("pfr") else 0.0
+        curves[name] = _guarded_ratio(totals[k, :, 0], totals[k, :, 1], rtol).numpy().astype(np.float64)
+    curves["settings"] = {
+        "num_t": num_t,
+        "num_samples": n,
+        "cutoff": float(cutoff),
+        "fel_cutoff_low": float(fel_cutoff_low),
+        "fel_cutoff_high": float(fel_cutoff_high),
+        "low_quantile": float(low_quantile),
+        "high_quantile": float(high_quantile),
+        "step": float(step),
+        "weight_source": loss.weight_source,
+        "gamma": float(loss.gamma),
+        "seed": seed,
+    }
+    return curves
