@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bfr_fast.checkpoint import atomic_write
 
 log = logging.getLogger("bfr_fast")
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
-    """Writes ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
+    """Writes ``text`` to ``path`` atomically (:func:`bfr_fast.checkpoint.atomic_write`): never half a file."""
+    return atomic_write(path, lambda f: f.write(text.encode()))
 
 
 @dataclass
