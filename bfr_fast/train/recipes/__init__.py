@@ -1,9 +1,9 @@
 """Named experiments for ``python -m bfr_fast.train --recipe NAME``."""
 
-from bfr_fast.train.recipes import flow
+from bfr_fast.train.recipes import bfr, flow
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (flow.RECIPE,)}
-DEFAULT_RECIPE = "flow"
+RECIPES: dict[str, Recipe] = {r.name: r for r in (bfr.RECIPE, flow.RECIPE)}
+DEFAULT_RECIPE = "bfr"
 
 __all__ = ["DEFAULT_RECIPE", "RECIPES", "Recipe", "RunContext", "RunResult"]
