@@ -231,11 +231,13 @@ def evaluate_refiners(
     reference: ImageFeatures,
     grid_prefix: str = "",
     extra: dict[str, Any] | None = None,
+    include_base: bool = True,
 ) -> list[dict[str, Any]]:
     """Scores the base and every refiner on the same noise and labels, for each evaluation seed.
 
-    Rows: ``base``; each of ``noise_injection``/``fmrefiner`` at :data:`BASELINE_NFE`; ``dfr`` and ``lfr`` at each
-    of :data:`REFINER_NFES`, in that order, seed by seed. A grid of the first 100 samples is saved per row and
+    Rows: ``base`` (unless ``include_base`` is False); ``noise_injection`` and ``fmrefiner`` at
+    :data:`BASELINE_NFE`; ``dfr`` and ``lfr`` at each of :data:`REFINER_NFES`; in that order, seed by seed; each row
+    carries ``extra``'s fields. A grid of the first 100 samples is saved per row and
     seed.
     """
     data = setup.data
@@ -246,9 +248,9 @@ def evaluate_refiners(
         seed = ctx.options.seed + k
         noise = source_noise(n, data.image_shape, seed, ctx.device)
         x_hat, nfe_base = setup.generator.sample(noise, labels, progress=ctx.dist.is_main)
-        candidates: list[tuple[str, int, Callable[[], tuple[torch.Tensor, int, int]]]] = [
-            ("base", 0, lambda: (x_hat, nfe_base, 0))
-        ]
+        candidates: list[tuple[str, int, Callable[[], tuple[torch.Tensor, int, int]]]] = []
+        if include_base:
+            candidates.append(("base", 0, lambda: (x_hat, nfe_base, 0)))
         for method in ("noise_injection", "fmrefiner", "dfr"):
             if method not in refiners:
                 continue
