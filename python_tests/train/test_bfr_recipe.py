@@ -67,10 +67,12 @@ def test_rows_have_honest_nfe_same_seeds_and_grids(short_run):
         assert row["fd"] >= 0 and row["kid"] == row["kid"] and row["is"] >= 1
         assert Image.open(out / row["grid"]).size[0] > 50
     assert len({r["grid"] for r in rows}) == len(rows)
+    assert metrics["real"]["fd"] < min(r["fd"] for r in rows)  # real images: the metric's floor
     errors = metrics["inversion_error"]
     assert 0 <= errors["median"] <= errors["p95"] <= errors["max"]
     table = (out / "results.md").read_text()
     assert "FD-digitsnet" in table and "NFE refiner" in table and "| lfr | 3 | 10 |" in table
+    assert "real training images score" in table
 
 
 def test_resume_loads_finished_networks_without_retraining(short_run):

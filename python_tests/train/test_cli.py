@@ -14,7 +14,8 @@ from bfr_fast.train.cli import build_parser, main
 def short_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "flow"
     cache = tmp_path_factory.mktemp("cache")
-    args = ["--recipe", "flow", "--out", str(out), "--steps", "30", "--num-samples", "100", "--cache-dir", str(cache), "--device", "cpu"]
+    args = ["--recipe", "flow", "--out", str(out), "--steps", "30", "--num-samples", "100", "--cache-dir", str(cache),
+            "--device", "cpu"]
     assert main(args) == 0
     return out, cache
 

@@ -327,6 +327,7 @@ def run(ctx: RunContext) -> RunResult:
     reference = extractor.extract(data.test_x)
     rows = evaluate_refiners(ctx, setup, refiners, extractor, reference)
     n = ctx.options.num_samples or image_preset(data.image_shape).num_samples
+    real = evaluate_row(ctx, {"method": "real", "seed": None}, data.train_x[:n], reference, extractor, "real")
     error = cache.error_summary()
     title = (
         f"BFR on `{data.name}` ({data.train_x.shape[0]} training images): base = Euler {setup.generator.num_steps} "
@@ -337,6 +338,11 @@ def run(ctx: RunContext) -> RunResult:
         f"Inversion of the training set through the base sampler: RMS reconstruction error (pixels in [-1, 1]) "
         f"mean {error['mean']:.3g}, median {error['median']:.3g}, p95 {error['p95']:.3g}, max {error['max']:.3g}."
     )
+    floor = (
+        f"The floor of these metrics on this data: {min(n, data.train_x.shape[0])} real training images score "
+        + ", ".join(f"{metric_label(k, extractor.name)} {real[k]:.4g}" for k in ("fd", "kid", "is"))
+        + " (samples/real.png)."
+    )
     metrics = {
         "recipe": "bfr",
         "dataset": data.name,
@@ -344,10 +350,11 @@ def run(ctx: RunContext) -> RunResult:
         "extractor_test_accuracy": getattr(extractor, "test_accuracy", None),
         "base_sampler": {"method": setup.generator.method, "steps": setup.generator.num_steps},
         "inversion_error": error,
+        "real": real,
         "rows": rows,
     }
     body = markdown_table(summarize(rows), table_columns(extractor.name))
-    return RunResult(metrics, f"## {title}\n\n{body}\n{note}\n")
+    return RunResult(metrics, f"## {title}\n\n{body}\n{note}\n\n{floor}\n")
 
 
 RECIPE = Recipe("bfr", "Table 1: base flow, noise-injection/FMRefiner baselines, DFR and LFR at 1 and 10 NFE", run)
