@@ -14,12 +14,12 @@ Steps (each network checkpointed in the run folder; ``--resume`` loads what is f
    +LFR (1 and 10 NFE), each with FD/KID/IS/sFID/precision/recall in the digits classifier's feature space
    (Inception with ``--inception``) against the held-out test split, for ``eval_seeds`` seeds.
 
-Budget on ``digits`` (8x8, 1438 training images), one 2-core CPU shared with other work: base 1300 steps of the
-default digits UNet (about 3.5 min), pool and inversion cache (Euler 20 steps: about 1.5 min), four refiners of
-300 steps each, UNet 16 channels (about 2 min together), evaluation of 7 rows x 3 seeds x 1000 samples
-(about 1.5 min). ``mnist5k`` (28x28) uses the 28x28 preset base (4000 steps) and 1500 refiner steps: far beyond
-10 minutes on this CPU (budget it on a GPU). ``--steps`` sets every network's steps, ``--sampler-steps`` the
-base sampler.
+Budget on ``digits`` (8x8, 1438 training images), measured with one thread on a 2-core CPU whose other core ran
+a test suite: base 1300 steps of the default digits UNet (5:20), pool and inversion cache at Euler 20 steps
+(1:15), four refiners of 300 steps each, UNet 16 channels (1:45 together), evaluation of 7 rows x 3 seeds x 1000
+samples plus the real-image floor (2:15): about 10:45 in all, less on an idle machine. ``mnist5k`` (28x28) uses
+the 28x28 preset base (4000 steps) and 1500 refiner steps: far beyond 10 minutes on this CPU (budget it on a
+GPU). ``--steps`` sets every network's steps, ``--sampler-steps`` the base sampler.
 """
 
 from __future__ import annotations
