@@ -15,9 +15,10 @@ Steps (each network checkpointed in the run folder; ``--resume`` loads what is f
    (Inception with ``--inception``) against the held-out test split, for ``eval_seeds`` seeds.
 
 Budget on ``digits`` (8x8, 1438 training images), measured with one thread on a 2-core CPU whose other core ran
-a test suite: base 1300 steps of the default digits UNet (5:20), pool and inversion cache at Euler 20 steps
-(1:15), four refiners of 300 steps each, UNet 16 channels (1:45 together), evaluation of 7 rows x 3 seeds x 1000
-samples plus the real-image floor (2:15): about 10:45 in all, less on an idle machine. ``mnist5k`` (28x28, 4000
+a test suite: base 1300 steps of the default digits UNet (5:35), pool and inversion cache at Euler 20 steps
+(1:17), four refiners of 300 steps each, UNet 16 channels (1:50 together), evaluation of 7 rows x 3 seeds x 1000
+samples plus the real-image floor (3:00): 12:00 in all (10:45 in an earlier run), over the 10-minute target on
+that contended machine; an idle one should be faster (not measured). ``mnist5k`` (28x28, 4000
 training images) uses the 28x28 preset base (4000 steps) and 1500 refiner steps, UNet 32 channels. Measured rates
 on the same CPU: base 1.26 s/step, refiner 1.3 s/step, 10 ms per image and base call (pool, inversion, sampling):
 about 85 min base, 40 min pool and inversion, 2 h refiners, 30 min evaluation, roughly 4.5 h in all; run it on
