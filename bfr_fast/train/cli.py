@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, help="peak learning rate (recipe default)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="autocast precision")
     parser.add_argument("--num-samples", type=int, help="generated samples per evaluated row (recipe default)")
+    parser.add_argument("--sampler-steps", type=int,
+                        help="Euler steps of the base sampler that refiners are built on (bfr recipes' default)")
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (recipe default)")
     parser.add_argument("--inception", type=Path, help="clean-fid's inception-2015-12-05.pt, for true FID")
     parser.add_argument("--cache-dir", type=Path, help="cache of trained feature extractors (~/.cache/bfr_fast)")

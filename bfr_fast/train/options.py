@@ -44,13 +44,14 @@ class RunOptions:
     lr: float | None = None
     precision: str = "fp32"
     num_samples: int | None = None
+    sampler_steps: int | None = None
     guidance: float | None = None
     inception: Path | None = None
     cache_dir: Path | None = None
     resume: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "num_samples"):
+        for name in ("steps", "batch_size", "num_samples", "sampler_steps"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")

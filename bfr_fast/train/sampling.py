@@ -1,13 +1,16 @@
-"""Generating evaluation samples with a fixed-step solver, with seeds shared across the rows of a table."""
+"""Evaluation sampling: fixed-step sampler specs, and the noise and labels shared by every row of a table.
+
+The sampling itself is :class:`~bfr_fast.refiners.FrozenGenerator` (see :meth:`SamplerSpec.generator`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from bfr_fast.solvers import TABLEAUX, ODESolver
+from bfr_fast.refiners import FrozenGenerator
+from bfr_fast.solvers import TABLEAUX
+from bfr_fast.solvers.ode_solver import VelocityModel
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,10 @@ class SamplerSpec:
     def label(self) -> str:
         return f"{self.method}, {self.steps} steps"
 
+    def generator(self, model: VelocityModel, batch_size: int = 500) -> FrozenGenerator:
+        """``model`` sampled (and inverted) with this sampler."""
+        return FrozenGenerator(model, method=self.method, num_steps=self.steps, batch_size=batch_size)
+
 
 def balanced_labels(n: int, num_classes: int | None, device: torch.device) -> torch.Tensor | None:
     """Labels 0, 1, ..., K-1, 0, 1, ... (every class equally often), or None for an unconditional model."""
@@ -49,26 +56,3 @@ def source_noise(n: int, shape: tuple[int, ...], seed: int, device: torch.device
     """The N(0, I) starting points for seed ``seed``: identical across rows and devices (drawn on the CPU)."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randn((n, *shape), generator=generator).to(device)
-
-
-@torch.no_grad()
-def generate(
-    model: nn.Module,
-    spec: SamplerSpec,
-    noise: torch.Tensor,
-    labels: torch.Tensor | None,
-    batch_size: int = 500,
-) -> tuple[torch.Tensor, int]:
-    """Integrates ``model`` from ``noise`` (t=0) to t=1 in batches.
-
-    Returns:
-        ``(samples, nfe)``: samples in ``noise``'s shape (not clamped: the metrics see what the model made) and
-        the honest number of model evaluations per sample, as counted by the solver.
-    """
-    solver = ODESolver(model, method=spec.method)
-    outputs, nfe = [], 0
-    for start in range(0, noise.shape[0], batch_size):
-        extras = {} if labels is None else {"y": labels[start : start + batch_size]}
-        x, nfe = solver.sample(noise[start : start + batch_size], num_steps=spec.steps, return_nfe=True, **extras)
-        outputs.append(x)
-    return torch.cat(outputs), nfe

@@ -14,7 +14,8 @@ from bfr_fast.train.cli import build_parser, main
 def short_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "flow"
     cache = tmp_path_factory.mktemp("cache")
-    args = ["--out", str(out), "--steps", "30", "--num-samples", "100", "--cache-dir", str(cache), "--device", "cpu"]
+    args = ["--recipe", "flow", "--out", str(out), "--steps", "30", "--num-samples", "100", "--cache-dir", str(cache),
+            "--device", "cpu"]
     assert main(args) == 0
     return out, cache
 
@@ -40,7 +41,8 @@ def test_run_folder_is_complete(short_run):
 
 def test_resume_continues_a_finished_run_without_training(short_run, capsys):
     out, cache = short_run
-    args = ["--out", str(out), "--steps", "30", "--num-samples", "100", "--cache-dir", str(cache), "--resume"]
+    args = ["--recipe", "flow", "--out", str(out), "--steps", "30", "--num-samples", "100", "--cache-dir", str(cache),
+            "--resume"]
     assert main(args) == 0
     log = (out / "log.txt").read_text()
     assert "resumed from" in log and "at step 30" in log
@@ -48,7 +50,7 @@ def test_resume_continues_a_finished_run_without_training(short_run, capsys):
 
 def test_help_lists_recipes():
     text = build_parser().format_help()
-    assert "flow" in text and "--recipe" in text and "--resume" in text
+    assert "flow" in text and "bfr" in text and "--recipe" in text and "--resume" in text
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,16 @@ def load_data(ctx: RunContext, default: str = "digits") -> ImageDataset:
     return load_dataset(name, root=root)
 
 
+def ema_decay(steps: int) -> float:
+    """EMA decay for a run of ``steps``: 0.999, lowered for short runs so that the early weights keep little mass.
+
+    An EMA started from the first weights keeps a weight :math:`d^{steps}` on them; at 0.999 that is 8% after 2500
+    steps but 27% after 1300 and 74% after 300 (measured: a 1300-step digits base scored FD 17.6 with 0.999). With
+    :math:`d = \\min(0.999, 1 - 2.5/steps)` it stays at about :math:`e^{-2.5}` = 8% for any budget.
+    """
+    return min(0.999, max(0.0, 1.0 - 2.5 / steps))
+
+
 def train_config(ctx: RunContext, preset: ImagePreset, steps: int | None = None) -> TrainConfig:
     """The preset's optimisation settings with the CLI's overrides applied."""
     o = ctx.options
@@ -37,7 +47,7 @@ def train_config(ctx: RunContext, preset: ImagePreset, steps: int | None = None)
         steps=total,
         lr=o.lr or preset.lr,
         warmup_steps=min(200, total // 10),
-        ema_decay=0.999,
+        ema_decay=ema_decay(total),
         precision=o.precision,
         checkpoint_every=max(total // 5, 1),
         log_every=max(total // 50, 1),

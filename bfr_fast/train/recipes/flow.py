@@ -12,7 +12,7 @@ from bfr_fast.report import markdown_table
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
 from bfr_fast.train.recipes.common import build_extractor, evaluate_row, load_data, train_base_flow
 from bfr_fast.train.recipes.presets import image_preset
-from bfr_fast.train.sampling import SamplerSpec, balanced_labels, generate, source_noise
+from bfr_fast.train.sampling import SamplerSpec, balanced_labels, source_noise
 
 SAMPLERS = (SamplerSpec("euler", 4), SamplerSpec("euler", 10), SamplerSpec("euler", 50), SamplerSpec("heun", 5))
 
@@ -39,7 +39,7 @@ def run(ctx: RunContext) -> RunResult:
     noise = source_noise(n, data.image_shape, ctx.options.seed, ctx.device)
     labels = balanced_labels(n, data.num_classes, ctx.device)
     for spec in SAMPLERS:
-        samples, nfe = generate(model, spec, noise, labels)
+        samples, nfe = spec.generator(model).sample(noise, labels)
         row = {"method": "fm", "sampler": spec.label, "nfe": nfe, "seed": ctx.options.seed}
         rows.append(evaluate_row(ctx, row, samples, reference, extractor, f"fm-{spec.method}-{spec.steps}"))
 
