@@ -49,9 +49,11 @@ class RunOptions:
     inception: Path | None = None
     cache_dir: Path | None = None
     resume: bool = False
+    seeds: int | None = None
+    select: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "num_samples", "sampler_steps"):
+        for name in ("steps", "batch_size", "num_samples", "sampler_steps", "seeds"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
@@ -67,6 +69,8 @@ class RunOptions:
                 "(https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt) "
                 "on a machine with network access and pass its path; nothing is downloaded at run time."
             )
+        if self.select is not None and not [p for p in self.select.split(",") if p.strip()]:
+            raise ValueError(f"--select must name at least one part, got {self.select!r}")
         if self.resume and not self.out.is_dir():
             raise ValueError(f"--resume: the run folder {self.out} does not exist (pass the --out of the run)")
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from bfr_fast.data import ImageDataset, InfiniteLoader, load_dataset
-from bfr_fast.losses import FlowMatchingLoss
+from bfr_fast.losses import FlowMatchingLoss, PathLoss
 from bfr_fast.metrics import ClassifierExtractor, FeatureExtractor, ImageFeatures, InceptionExtractor, evaluate_images
 from bfr_fast.report import save_image_grid
 from bfr_fast.train.options import default_cache_dir
@@ -27,6 +28,21 @@ def load_data(ctx: RunContext, default: str = "digits") -> ImageDataset:
     name = ctx.options.data or default
     root = str(ctx.options.data_root) if ctx.options.data_root is not None else None
     return load_dataset(name, root=root)
+
+
+def select(ctx: RunContext, available: Sequence[str]) -> list[str]:
+    """The parts named by ``--select`` (comma-separated, in ``available``'s order), or all of ``available``.
+
+    Raises:
+        ValueError: A name that is not in ``available``.
+    """
+    if ctx.options.select is None:
+        return list(available)
+    wanted = {p.strip() for p in ctx.options.select.split(",") if p.strip()}
+    unknown = sorted(wanted - set(available))
+    if unknown:
+        raise ValueError(f"--select: unknown {unknown} for recipe {ctx.options.recipe!r}; choose from {list(available)}")
+    return [name for name in available if name in wanted]
 
 
 def ema_decay(steps: int) -> float:
@@ -54,17 +70,50 @@ def train_config(ctx: RunContext, preset: ImagePreset, steps: int | None = None)
     )
 
 
-def train_base_flow(ctx: RunContext, data: ImageDataset, name: str = "base", steps: int | None = None) -> nn.Module:
-    """Trains a (class-conditional when the data is labelled) OT-CFM UNet; returns its EMA network in eval mode."""
+LossFactory = Callable[[nn.Module], PathLoss]
+"""Builds a training loss for a freshly built network (which knows its null class for label dropout)."""
+
+
+class TrainedFlow(NamedTuple):
+    """A trained network: its EMA copy (eval mode, no gradients), its trainer (``step``, config) and its loss."""
+
+    model: nn.Module
+    trainer: Trainer
+    loss: PathLoss
+
+
+def train_flow(
+    ctx: RunContext,
+    data: ImageDataset,
+    make_loss: LossFactory,
+    name: str,
+    steps: int | None = None,
+    seed: int | None = None,
+) -> TrainedFlow:
+    """Trains the preset's (class-conditional when the data is labelled) UNet with any path loss.
+
+    With ``seed`` given, the global torch RNG is re-seeded first, so that every loss trained with the same seed
+    starts from the same initial weights and sees the same minibatches (and the same first random draws); without
+    it the run's ``--seed`` state carries on, as it always did for the base flow.
+
+    Args:
+        ctx: The run.
+        data: Training images (and labels).
+        make_loss: ``make_loss(network) -> loss`` with ``loss(model, x1, y) -> (scalar, logs)``.
+        name: Checkpoint name (``--resume`` continues or loads it) and progress-bar label.
+        steps: Training steps (``--steps`` overrides; default the preset's).
+        seed: Training seed (default ``--seed``, without re-seeding the global RNG).
+
+    Returns:
+        The EMA network in eval mode without gradients, the trainer and the loss.
+    """
     preset = image_preset(data.image_shape)
+    if seed is not None:
+        torch.manual_seed(seed + ctx.dist.rank)
     model = preset.build(data.image_shape[0], data.num_classes).to(ctx.device)
-    loss = FlowMatchingLoss(
-        coupling="ot",
-        label_dropout=LABEL_DROPOUT if data.is_labelled else 0.0,
-        null_class=model.null_class,
-    )
+    loss = make_loss(model)
     batch_size = ctx.options.batch_size or preset.batch_size
-    generator = torch.Generator().manual_seed(ctx.options.seed + ctx.dist.rank)
+    generator = torch.Generator().manual_seed((ctx.options.seed if seed is None else seed) + ctx.dist.rank)
     batches = InfiniteLoader(data.train_x, data.train_y, batch_size, generator, device=ctx.device)
 
     def loss_fn(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -79,7 +128,21 @@ def train_base_flow(ctx: RunContext, data: ImageDataset, name: str = "base", ste
     trainer.fit()
     ema = trainer.ema_model.eval()
     ema.requires_grad_(False)
-    return ema
+    return TrainedFlow(ema, trainer, loss)
+
+
+def label_dropout(data: ImageDataset) -> float:
+    """Classifier-free guidance label dropout: :data:`LABEL_DROPOUT` on labelled data, 0 otherwise."""
+    return LABEL_DROPOUT if data.is_labelled else 0.0
+
+
+def train_base_flow(ctx: RunContext, data: ImageDataset, name: str = "base", steps: int | None = None) -> nn.Module:
+    """Trains a (class-conditional when the data is labelled) OT-CFM UNet; returns its EMA network in eval mode."""
+
+    def make_loss(model: nn.Module) -> PathLoss:
+        return FlowMatchingLoss(coupling="ot", label_dropout=label_dropout(data), null_class=model.null_class)
+
+    return train_flow(ctx, data, make_loss, name, steps).model
 
 
 def build_extractor(ctx: RunContext, data: ImageDataset) -> FeatureExtractor:

@@ -1,0 +1,169 @@
+"""Training losses compared at an equal budget: each variant trains the same network from the same seed for the same
+steps and batches, then is sampled from the same noise and labels and scored (the ``defar`` recipes).
+
+A variant is a named loss (:class:`LossVariant`) with the samplers it is evaluated with (:class:`EvalSampler`: Euler
+on the probability-flow ODE, or Euler–Maruyama on the SDE with the same marginals, along the variant's
+interpolant). For each training seed, every variant restarts the global torch RNG at that seed
+(:func:`~bfr_fast.train.recipes.common.train_flow`), so differences between variants of one seed come from the loss
+alone; the spread over seeds is the training variance. The evaluation noise is one fixed set for every row.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from bfr_fast.data import ImageDataset
+from bfr_fast.losses import PathLoss
+from bfr_fast.metrics import FeatureExtractor, ImageFeatures
+from bfr_fast.paths import Interpolant, LinearPath, sde_drift_and_diffusion
+from bfr_fast.solvers import ODESolver, SDESolver
+from bfr_fast.train.recipes.base import RunContext
+from bfr_fast.train.recipes.common import evaluate_row, label_dropout, train_flow
+from bfr_fast.train.sampling import balanced_labels, source_noise
+
+log = logging.getLogger("bfr_fast")
+
+EVAL_SEED_OFFSET = 1000
+"""The evaluation noise is drawn with ``--seed`` + this, so it never equals a training seed's first draws."""
+
+
+@dataclass(frozen=True)
+class EvalSampler:
+    r"""A fixed-step sampler along an interpolant, from t = 0 to its :math:`t_\max`.
+
+    ODE: Euler on :math:`dx = v_\theta\, dt`. SDE: Euler–Maruyama on
+    :math:`dx = [v_\theta + D s_\theta]\, dt + \sqrt{2D}\, dW` with SiT's default :math:`D = \sigma(t)`
+    (:func:`~bfr_fast.paths.sde_drift_and_diffusion`), whose last step drops the noise, as SiT's sampler does (the
+    noise of a last Euler–Maruyama step would stay in the image). Both take ``steps`` model calls (NFE).
+
+    Attributes:
+        steps: Steps on the uniform grid of :math:`[0, t_\max]` (= NFE).
+        sde: Euler–Maruyama instead of Euler.
+        interpolant: The path the model was trained on (default linear).
+    """
+
+    steps: int
+    sde: bool = False
+    interpolant: Interpolant = field(default_factory=LinearPath)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be a positive int, got {self.steps!r}")
+        if self.sde and self.steps < 2:
+            raise ValueError("steps: the SDE sampler needs >= 2 steps (the last one is noise-free)")
+
+    @property
+    def kind(self) -> str:
+        return "sde" if self.sde else "ode"
+
+    @property
+    def tag(self) -> str:
+        """Short name for file names: ``ode10``, ``sde50``."""
+        return f"{self.kind}{self.steps}"
+
+    @torch.no_grad()
+    def sample(self, model: nn.Module, noise: torch.Tensor, labels: torch.Tensor | None, seed: int) -> torch.Tensor:
+        """Samples from ``noise`` (the SDE's increments drawn from a generator seeded by ``seed``)."""
+        extras = {} if labels is None else {"y": labels}
+        grid = torch.linspace(0.0, self.interpolant.t_max, self.steps + 1)
+        if not self.sde:
+            return ODESolver(model, method="euler").sample(noise, time_grid=grid, **extras)
+        drift, diffusion = sde_drift_and_diffusion(model, self.interpolant)
+        generator = torch.Generator(device=noise.device).manual_seed(seed)
+        x = SDESolver().sample(noise, drift, diffusion, time_grid=grid[:-1], generator=generator, **extras)
+        t_last = torch.full((noise.shape[0],), float(grid[-2]), device=noise.device)
+        return x + float(grid[-1] - grid[-2]) * drift(x, t_last, **extras)
+
+
+@dataclass(frozen=True)
+class LossVariant:
+    """A named training loss and how it is evaluated.
+
+    Attributes:
+        name: Row ``"method"`` and checkpoint stem (``<name>-seed<k>``); variants of one name are one training.
+        build: ``build(label_dropout=..., null_class=...) -> loss`` (e.g. ``functools.partial(DEFARLoss, fc=False)``).
+        samplers: The samplers of its rows.
+        settings: Extra row fields that say what differs (e.g. ``{"lambda_adr": 5.0}``).
+    """
+
+    name: str
+    build: Callable[..., PathLoss]
+    samplers: tuple[EvalSampler, ...]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ComparisonSetup:
+    """What every row of a comparison shares: data, budget, the scorer, and the evaluation noise and labels."""
+
+    data: ImageDataset
+    steps: int
+    seeds: tuple[int, ...]
+    extractor: FeatureExtractor | None
+    reference: ImageFeatures | None
+    noise: torch.Tensor
+    labels: torch.Tensor | None
+    eval_seed: int
+
+    @classmethod
+    def create(
+        cls, ctx: RunContext, data: ImageDataset, steps: int, seeds: Sequence[int], num_samples: int,
+        extractor: FeatureExtractor | None, reference: ImageFeatures | None,
+    ) -> ComparisonSetup:
+        eval_seed = ctx.options.seed + EVAL_SEED_OFFSET
+        noise = source_noise(num_samples, data.image_shape, eval_seed, ctx.device)
+        labels = balanced_labels(num_samples, data.num_classes, ctx.device)
+        return cls(data, steps, tuple(seeds), extractor, reference, noise, labels, eval_seed)
+
+
+def run_variants(
+    ctx: RunContext, setup: ComparisonSetup, variants: Sequence[LossVariant], extra: dict[str, Any] | None = None,
+    done: dict[tuple[str, int, str], dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Trains every variant for every seed (checkpoint ``<name>-seed<k>``) and scores each of its samplers.
+
+    Rows: ``method``, ``train_steps``, ``seed`` (the training seed), ``sampler`` (``ode``/``sde``), ``nfe``,
+    ``forward_passes`` and ``forward_passes_with_grad`` (per training step), ``train_seconds`` (in this process:
+    about 0 for a network loaded on ``--resume``), the variant's ``settings``, ``extra``, and the metrics of
+    :func:`~bfr_fast.train.recipes.common.evaluate_row`. Only the main process scores (others return ``[]``).
+
+    Args:
+        done: Rows already scored, keyed by ``(name, seed, sampler tag)``, reused instead of retrained (the
+            ablation tables share variants); filled in here.
+    """
+    done = {} if done is None else done
+    rows: list[dict[str, Any]] = []
+    for variant in variants:
+        for seed in setup.seeds:
+            keys = [(variant.name, seed, s.tag) for s in variant.samplers]
+            if all(k in done for k in keys):
+                rows.extend({**done[k], **(extra or {})} for k in keys)
+                continue
+            start = time.perf_counter()
+            ema, trainer, loss = train_flow(
+                ctx, setup.data,
+                lambda m, v=variant: v.build(label_dropout=label_dropout(setup.data), null_class=m.null_class),
+                f"{variant.name}-seed{seed}", setup.steps, seed,
+            )
+            seconds = time.perf_counter() - start
+            if not ctx.dist.is_main or setup.extractor is None or setup.reference is None:
+                continue
+            passes = loss.forward_passes
+            for sampler, key in zip(variant.samplers, keys):
+                samples = sampler.sample(ema, setup.noise, setup.labels, setup.eval_seed)
+                row = {
+                    "method": variant.name, "train_steps": trainer.step, "seed": seed, "sampler": sampler.kind,
+                    "nfe": sampler.steps, "forward_passes": passes.total, "forward_passes_with_grad": passes.with_grad,
+                    "train_seconds": round(seconds, 1), **variant.settings,
+                }
+                done[key] = evaluate_row(ctx, row, samples, setup.reference, setup.extractor,
+                                         f"{variant.name}-seed{seed}-{sampler.tag}")
+                rows.append({**done[key], **(extra or {})})
+    return rows
