@@ -30,15 +30,21 @@ def load_data(ctx: RunContext, default: str = "digits") -> ImageDataset:
     return load_dataset(name, root=root)
 
 
-def select(ctx: RunContext, available: Sequence[str]) -> list[str]:
+def select(ctx: RunContext, available: Sequence[str], aliases: dict[str, str] | None = None) -> list[str]:
     """The parts named by ``--select`` (comma-separated, in ``available``'s order), or all of ``available``.
 
+    Args:
+        ctx: The run.
+        available: The recipe's parts.
+        aliases: Other accepted names, each mapped to a part (e.g. ``"table6"`` -> ``"table6-normalisation"``).
+
     Raises:
-        ValueError: A name that is not in ``available``.
+        ValueError: A name that is neither in ``available`` nor an alias.
     """
     if ctx.options.select is None:
         return list(available)
-    wanted = {p.strip() for p in ctx.options.select.split(",") if p.strip()}
+    aliases = aliases or {}
+    wanted = {aliases.get(p.strip(), p.strip()) for p in ctx.options.select.split(",") if p.strip()}
     unknown = sorted(wanted - set(available))
     if unknown:
         raise ValueError(f"--select: unknown {unknown} for recipe {ctx.options.recipe!r}; choose from {list(available)}")
