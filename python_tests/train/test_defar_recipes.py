@@ -1,0 +1,173 @@
+"""The ``defar``, ``defar-spectra`` and ``defar-ablation`` recipes end to end with tiny budgets."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from bfr_fast.checkpoint import load
+from bfr_fast.models import UNet
+from bfr_fast.paths import VPInterpolant
+from bfr_fast.train.cli import main
+from bfr_fast.train.recipes.defar import METHODS
+from bfr_fast.train.recipes.defar_ablation import tables
+from bfr_fast.train.recipes.loss_comparison import EvalSampler
+from bfr_fast.train.sampling import SamplerSpec
+
+# Model calls per training step (with gradient) of each method: DESIGN.md §5 and the losses' docstrings.
+PASSES = {"fm": (1, 1), "ip": (1, 1), "sdss": (2, 1), "mdss": (5, 1), "defar_no_fc": (2, 2), "defar_no_adr": (3, 1),
+          "defar": (3, 2)}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def _args(recipe, out, cache, *extra):
+    return ["--recipe", recipe, "--out", str(out), "--steps", "2", "--cache-dir", str(cache), "--device", "cpu",
+            *extra]
+
+
+@pytest.fixture(scope="module")
+def defar_run(tmp_path_factory, cache):
+    out = tmp_path_factory.mktemp("run") / "defar"
+    assert main(_args("defar", out, cache, "--seeds", "1", "--num-samples", "20")) == 0
+    return out
+
+
+def _weights(path):
+    return load(path, map_location="cpu")["model"]
+
+
+def test_defar_rows_cover_every_method_at_equal_steps(defar_run):
+    metrics = json.loads((defar_run / "metrics.json").read_text())
+    rows = metrics["rows"]
+    assert metrics["recipe"] == "defar" and metrics["train_steps"] == 2 and metrics["seeds"] == [0]
+    assert {r["method"] for r in rows} == set(METHODS) == set(PASSES)
+    assert sorted((r["method"], r["nfe"]) for r in rows) == sorted((m, n) for m in METHODS for n in (10, 50))
+    assert {r["train_steps"] for r in rows} == {2} and {r["seed"] for r in rows} == {0}
+    for row in rows:
+        for key in ("fd", "kid", "is", "sfid", "precision", "recall"):
+            assert isinstance(row[key], float) and math.isfinite(row[key]), (row["method"], key)
+        assert (row["forward_passes"], row["forward_passes_with_grad"]) == PASSES[row["method"]]
+        assert (defar_run / row["grid"]).is_file()
+    for name in ("config.json", "log.txt", "results.md", *(f"checkpoints/{m}-seed0.pt" for m in METHODS)):
+        assert (defar_run / name).is_file(), name
+
+
+def test_defar_methods_train_different_networks_from_one_start(defar_run):
+    # Same seed: same initial weights and batches, so any difference after two steps comes from the loss.
+    weights = {m: _weights(defar_run / "checkpoints" / f"{m}-seed0.pt") for m in METHODS}
+    names = list(METHODS)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            differs = any(not torch.equal(weights[a][k], weights[b][k]) for k in weights[a])
+            assert differs, (a, b)
+    log = (defar_run / "log.txt").read_text()
+    assert "defar-seed0 step 2: exposure_bias=" in log and "adr=" in log
+    assert "fm-seed0 step 2: grad_norm=" in log
+
+
+def test_defar_results_md_has_summary_pairs_and_rows(defar_run):
+    text = (defar_run / "results.md").read_text()
+    assert "mean ± std over 1 training seeds" in text
+    assert "FD difference to fm, paired by training seed" in text and "### Every row" in text
+    assert text.count("| defar_no_adr |") == 2 + 2 + 2  # summary, paired differences, rows: one per NFE each
+
+
+def test_defar_seeds_select_and_resume_reproduce(tmp_path, cache):
+    out = tmp_path / "defar"
+    args = _args("defar", out, cache, "--seeds", "2", "--select", "ip,fm", "--num-samples", "20")
+    assert main(args) == 0
+    rows = json.loads((out / "metrics.json").read_text())["rows"]
+    assert [(r["method"], r["seed"]) for r in rows[::2]] == [("fm", 0), ("fm", 1), ("ip", 0), ("ip", 1)]
+    w0, w1 = _weights(out / "checkpoints/fm-seed0.pt"), _weights(out / "checkpoints/fm-seed1.pt")
+    assert any(not torch.equal(w0[k], w1[k]) for k in w0)  # another seed, another network
+    assert main([*args, "--resume"]) == 0  # finished networks load: same scores
+    again = json.loads((out / "metrics.json").read_text())["rows"]
+    assert [r["fd"] for r in again] == [r["fd"] for r in rows]
+
+
+def test_defar_select_rejects_unknown_method(tmp_path, cache, capsys):
+    assert main(_args("defar", tmp_path / "x", cache, "--select", "fm,dfr")) == 2
+    assert "--select: unknown ['dfr']" in capsys.readouterr().err
+
+
+def test_seeds_must_be_positive(tmp_path, capsys):
+    assert main(["--recipe", "defar", "--out", str(tmp_path / "x"), "--seeds", "0"]) == 2
+    assert "--seeds must be a positive integer" in capsys.readouterr().err
+
+
+def test_defar_spectra_writes_50_finite_timesteps(tmp_path, cache):
+    out = tmp_path / "spectra"
+    assert main(_args("defar-spectra", out, cache, "--num-samples", "16")) == 0
+    for model in ("fm", "defar"):
+        curves = json.loads((out / f"spectra-{model}.json").read_text())
+        assert len(curves["t"]) == 50 and curves["settings"]["num_samples"] == 16
+        t = curves["t"]
+        assert all(0 < a < b < 1 for a, b in zip(t, t[1:]))
+        for name in ("pfr_velocity", "pfr_exposure_bias", "fel_plain", "fel_reweighted"):
+            values = curves[name]
+            assert len(values) == 50 and all(v is not None and math.isfinite(v) and v > 0 for v in values), name
+        assert (out / f"spectra-{model}.png").stat().st_size > 10_000
+    rows = json.loads((out / "metrics.json").read_text())["rows"]
+    assert len(rows) == 100 and {r["model"] for r in rows} == {"fm", "defar"}
+
+
+def test_defar_spectra_resume_loads_defar_run_networks(defar_run, tmp_path, cache):
+    # The documented way to analyse a defar run's networks: copy their checkpoints and resume.
+    out = tmp_path / "spectra"
+    (out / "checkpoints").mkdir(parents=True)
+    for model in ("fm", "defar"):
+        (out / "checkpoints" / f"{model}-seed0.pt").write_bytes(
+            (defar_run / "checkpoints" / f"{model}-seed0.pt").read_bytes())
+    assert main(_args("defar-spectra", out, cache, "--num-samples", "8", "--resume")) == 0
+    assert "resumed from" in (out / "log.txt").read_text()
+    assert "fm-seed0 step 1:" not in (out / "log.txt").read_text()  # loaded, not retrained
+
+
+def test_ablation_table_runs_with_its_rows(tmp_path, cache):
+    out = tmp_path / "ablation"
+    assert main(_args("defar-ablation", out, cache, "--select", "table6", "--num-samples", "20")) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["tables"] == ["table6-normalisation"]
+    rows = metrics["rows"]
+    assert [r["method"] for r in rows] == ["fm", "defar", "defar.adr_normalize=False"]
+    assert {r["table"] for r in rows} == {"table6-normalisation"} and {r["train_steps"] for r in rows} == {2}
+    assert rows[2]["adr_normalize"] is False and all(math.isfinite(r["fd"]) for r in rows)
+
+
+def test_ablation_tables_are_distinct_configurations():
+    model = UNet(1, 8, channel_mult=(1,), num_res_blocks=1, attention_resolutions=(), num_classes=10)
+    all_tables = tables()
+    assert list(all_tables) == ["table4-nfe", "table5-interpolants", "table6-normalisation", "table7-weight-sources",
+                                "table8-strengths", "table9-multistep"]
+    for name, variants in all_tables.items():
+        names = [v.name for v in variants]
+        assert len(set(names)) == len(names) and names[0] == "fm", name
+    losses = {v.name: v.build(label_dropout=0.1, null_class=model.null_class) for v in all_tables["table9-multistep"]}
+    assert losses["defar.steps=3.timesteps=equal"].forward_passes.total == 5  # 3 simulated, FC call, bias call
+    assert losses["defar.steps=2.timesteps=random"].timesteps == "random"
+    sources = {v.build().weight_source for v in all_tables["table7-weight-sources"][1:]}
+    assert sources == {"exposure_bias", "lowpass_image", "highpass_image", "image", "noise"}
+    samplers = {(s.kind, type(s.interpolant).__name__) for v in all_tables["table5-interpolants"] for s in v.samplers}
+    assert samplers == {(k, p) for k in ("ode", "sde") for p in ("LinearPath", "GVPInterpolant", "VPInterpolant")}
+
+
+def test_eval_sampler_ode_is_euler_and_sde_is_finite():
+    torch.manual_seed(0)
+    model = UNet(1, 8, channel_mult=(1,), num_res_blocks=1, attention_resolutions=(), num_classes=10).eval()
+    noise, labels = torch.randn(6, 1, 8, 8), torch.arange(6)
+    ode = EvalSampler(4).sample(model, noise, labels, seed=0)
+    reference, _ = SamplerSpec("euler", 4).generator(model).sample(noise, labels)
+    torch.testing.assert_close(ode, reference)
+    vp = EvalSampler(5, sde=True, interpolant=VPInterpolant())
+    first, second = (vp.sample(model, noise, labels, seed=s) for s in (1, 1))
+    assert torch.isfinite(first).all() and torch.equal(first, second)  # seeded increments
+    assert not torch.equal(first, vp.sample(model, noise, labels, seed=2))
+    with pytest.raises(ValueError, match="steps"):
+        EvalSampler(1, sde=True)
