@@ -47,7 +47,9 @@ def select(ctx: RunContext, available: Sequence[str], aliases: dict[str, str] | 
     wanted = {aliases.get(p.strip(), p.strip()) for p in ctx.options.select.split(",") if p.strip()}
     unknown = sorted(wanted - set(available))
     if unknown:
-        raise ValueError(f"--select: unknown {unknown} for recipe {ctx.options.recipe!r}; choose from {list(available)}")
+        raise ValueError(
+            f"--select: unknown {unknown} for recipe {ctx.options.recipe!r}; choose from {list(available)}"
+        )
     return [name for name in available if name in wanted]
 
 

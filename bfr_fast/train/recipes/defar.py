@@ -21,21 +21,27 @@ per training make 21 trainings a GPU job; ``--steps`` and ``--seeds`` shrink it.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from bfr_fast.losses import DEFARLoss, FlowMatchingLoss, InputPerturbationLoss, ScheduledSamplingLoss
+from bfr_fast.losses import DEFARLoss, FlowMatchingLoss, InputPerturbationLoss, PathLoss, ScheduledSamplingLoss
 from bfr_fast.metrics import metric_label
 from bfr_fast.report import markdown_table
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
 from bfr_fast.train.recipes.bfr import METRICS, summarize
-from bfr_fast.train.recipes.common import build_extractor, evaluate_row, load_data, select
-from bfr_fast.train.recipes.loss_comparison import ComparisonSetup, EvalSampler, LossVariant, run_variants
+from bfr_fast.train.recipes.common import evaluate_row, load_data, select
+from bfr_fast.train.recipes.loss_comparison import (
+    ComparisonBudget,
+    ComparisonSetup,
+    EvalSampler,
+    LossVariant,
+    run_variants,
+)
 from bfr_fast.train.recipes.presets import image_preset
 
 NFES = (10, 50)
-METHODS: dict[str, Any] = {
+METHODS: dict[str, Callable[..., PathLoss]] = {
     "fm": partial(FlowMatchingLoss, coupling="ot"),
     "ip": partial(InputPerturbationLoss, perturbation=0.1),
     "sdss": partial(ScheduledSamplingLoss, steps=1),
@@ -47,16 +53,7 @@ METHODS: dict[str, Any] = {
 """Method name -> ``build(label_dropout=..., null_class=...)`` of its loss (DEFARLoss defaults: DESIGN.md §5)."""
 
 
-@dataclass(frozen=True)
-class DefarBudget:
-    """Training steps per (method, seed), training seeds, and samples per evaluated row."""
-
-    steps: int
-    seeds: int
-    num_samples: int
-
-
-def defar_budget(image_shape: tuple[int, int, int]) -> DefarBudget:
+def defar_budget(image_shape: tuple[int, int, int]) -> ComparisonBudget:
     """The budget for images of ``(C, H, W)``.
 
     On 8x8 digits: 21 trainings of 400 steps and 42 rows of 1000 samples, sized to finish in about half an hour on
@@ -64,9 +61,9 @@ def defar_budget(image_shape: tuple[int, int, int]) -> DefarBudget:
     """
     side = max(image_shape[1:])
     if side <= 16:
-        return DefarBudget(steps=400, seeds=3, num_samples=1000)
+        return ComparisonBudget(steps=400, seeds=3, num_samples=1000)
     preset = image_preset(image_shape)
-    return DefarBudget(steps=preset.steps, seeds=3, num_samples=preset.num_samples)
+    return ComparisonBudget(steps=preset.steps, seeds=3, num_samples=preset.num_samples)
 
 
 def variants(methods: list[str]) -> list[LossVariant]:
@@ -93,19 +90,18 @@ def paired_fd_differences(rows: list[dict[str, Any]], baseline: str = "fm") -> l
     return out
 
 
+def _by_nfe_then_method(row: dict[str, Any]) -> tuple[int, int]:
+    return row["nfe"], list(METHODS).index(row["method"])
+
+
 def run(ctx: RunContext) -> RunResult:
     data = load_data(ctx)
-    budget = defar_budget(data.image_shape)
-    steps = ctx.options.steps or budget.steps
-    seeds = [ctx.options.seed + k for k in range(ctx.options.seeds or budget.seeds)]
-    n = ctx.options.num_samples or budget.num_samples
-    extractor = build_extractor(ctx, data) if ctx.dist.is_main else None
-    reference = extractor.extract(data.test_x) if extractor is not None else None
-    setup = ComparisonSetup.create(ctx, data, steps, seeds, n, extractor, reference)
-    methods = select(ctx, list(METHODS))
-    rows = run_variants(ctx, setup, variants(methods))
-    if not ctx.dist.is_main or extractor is None:
+    setup = ComparisonSetup.create(ctx, data, defar_budget(data.image_shape))
+    rows = run_variants(ctx, setup, variants(select(ctx, list(METHODS))))
+    extractor, reference = setup.extractor, setup.reference
+    if not ctx.dist.is_main or extractor is None or reference is None:
         return RunResult({}, "")
+    steps, seeds, n = setup.steps, setup.seeds, setup.num_samples
     real = evaluate_row(ctx, {"method": "real", "seed": None}, data.train_x[:n], reference, extractor, "real")
 
     name = extractor.name
@@ -128,7 +124,7 @@ def run(ctx: RunContext) -> RunResult:
         + ", ".join(f"{metric_label(k, name)} {real[k]:.4g}" for k in ("fd", "kid", "is")) + "."
     )
     sections = [
-        f"## {title}\n\n" + markdown_table(sorted(summarize(rows, keys), key=lambda r: (r["nfe"], list(METHODS).index(r["method"]))), summary_columns),
+        f"## {title}\n\n" + markdown_table(sorted(summarize(rows, keys), key=_by_nfe_then_method), summary_columns),
         floor,
         "### FD difference to fm, paired by training seed\n\n" + markdown_table(paired_fd_differences(rows),
                                                                                diff_columns),
@@ -140,7 +136,7 @@ def run(ctx: RunContext) -> RunResult:
         "extractor": name,
         "extractor_test_accuracy": getattr(extractor, "test_accuracy", None),
         "train_steps": steps,
-        "seeds": seeds,
+        "seeds": list(seeds),
         "num_samples": n,
         "eval_noise_seed": setup.eval_seed,
         "real": real,

@@ -25,7 +25,6 @@ noise. All six tables are 23 distinct trainings, each up to three forward passes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -35,8 +34,14 @@ from bfr_fast.paths import GVPInterpolant, Interpolant, LinearPath, VPInterpolan
 from bfr_fast.report import markdown_table
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
 from bfr_fast.train.recipes.bfr import METRICS
-from bfr_fast.train.recipes.common import build_extractor, load_data, select
-from bfr_fast.train.recipes.loss_comparison import ComparisonSetup, EvalSampler, LossVariant, run_variants
+from bfr_fast.train.recipes.common import load_data, select
+from bfr_fast.train.recipes.loss_comparison import (
+    ComparisonBudget,
+    ComparisonSetup,
+    EvalSampler,
+    LossVariant,
+    run_variants,
+)
 from bfr_fast.train.recipes.presets import image_preset
 
 TABLE_NFE = 10  # Euler NFE of the tables that do not vary the sampler
@@ -45,22 +50,13 @@ INTERPOLANT_NFE = 50
 INTERPOLANTS: dict[str, type[Interpolant]] = {"linear": LinearPath, "gvp": GVPInterpolant, "vp": VPInterpolant}
 
 
-@dataclass(frozen=True)
-class AblationBudget:
-    """Training steps per network, training seeds, samples per evaluated row."""
-
-    steps: int
-    seeds: int
-    num_samples: int
-
-
-def ablation_budget(image_shape: tuple[int, int, int]) -> AblationBudget:
+def ablation_budget(image_shape: tuple[int, int, int]) -> ComparisonBudget:
     """Small on 8x8 digits (300 steps, 1 seed, 500 samples); the preset's steps on larger images."""
     side = max(image_shape[1:])
     if side <= 16:
-        return AblationBudget(steps=300, seeds=1, num_samples=500)
+        return ComparisonBudget(steps=300, seeds=1, num_samples=500)
     preset = image_preset(image_shape)
-    return AblationBudget(steps=preset.steps, seeds=1, num_samples=preset.num_samples)
+    return ComparisonBudget(steps=preset.steps, seeds=1, num_samples=preset.num_samples)
 
 
 def _defar(samplers: tuple[EvalSampler, ...], **settings: Any) -> LossVariant:
@@ -100,29 +96,29 @@ def tables() -> dict[str, list[LossVariant]]:
         + [_defar(one, gamma=v) for v in (0.5, 2.0)]
         + [_defar(one, beta_fc=v) for v in (0.5, 2.0)],
         "table9-multistep": [_fm(one), _defar(one)]
-        + [_defar(one, steps=n, timesteps=s) for n in (1, 2, 3) for s in ("random", "equal") if (n, s) != (1, "random")],
+        + [
+            _defar(one, steps=n, timesteps=s)
+            for n in (1, 2, 3)
+            for s in ("random", "equal")
+            if (n, s) != (1, "random")
+        ],
     }
 
 
 def run(ctx: RunContext) -> RunResult:
     data = load_data(ctx)
-    budget = ablation_budget(data.image_shape)
-    steps = ctx.options.steps or budget.steps
-    seeds = [ctx.options.seed + k for k in range(ctx.options.seeds or budget.seeds)]
-    n = ctx.options.num_samples or budget.num_samples
     available = tables()
     chosen = select(ctx, list(available), {name.split("-")[0]: name for name in available})
-    extractor = build_extractor(ctx, data) if ctx.dist.is_main else None
-    reference = extractor.extract(data.test_x) if extractor is not None else None
-    setup = ComparisonSetup.create(ctx, data, steps, seeds, n, extractor, reference)
+    setup = ComparisonSetup.create(ctx, data, ablation_budget(data.image_shape))
     done: dict[tuple[str, int, str], dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
     for table in chosen:
         rows.extend(run_variants(ctx, setup, available[table], extra={"table": table}, done=done))
-    if not ctx.dist.is_main or extractor is None:
+    if not ctx.dist.is_main or setup.extractor is None:
         return RunResult({}, "")
 
-    name = extractor.name
+    name = setup.extractor.name
+    steps, seeds, n = setup.steps, list(setup.seeds), setup.num_samples
     columns = [("method", "variant"), ("seed", "train seed"), ("sampler", "sampler"), ("nfe", "NFE"),
                ("forward_passes", "passes/step")] + [(k, metric_label(k, name)) for k in METRICS]
     sections = [

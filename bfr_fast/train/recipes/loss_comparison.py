@@ -25,7 +25,7 @@ from bfr_fast.metrics import FeatureExtractor, ImageFeatures
 from bfr_fast.paths import Interpolant, LinearPath, sde_drift_and_diffusion
 from bfr_fast.solvers import ODESolver, SDESolver
 from bfr_fast.train.recipes.base import RunContext
-from bfr_fast.train.recipes.common import evaluate_row, label_dropout, train_flow
+from bfr_fast.train.recipes.common import build_extractor, evaluate_row, label_dropout, train_flow
 from bfr_fast.train.sampling import balanced_labels, source_noise
 
 log = logging.getLogger("bfr_fast")
@@ -99,6 +99,21 @@ class LossVariant:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ComparisonBudget:
+    """A comparison's default budget (``--steps``, ``--seeds`` and ``--num-samples`` override it).
+
+    Attributes:
+        steps: Training steps of every network.
+        seeds: Training seeds per variant (``--seed``, ``--seed`` + 1, ...).
+        num_samples: Samples per evaluated row.
+    """
+
+    steps: int
+    seeds: int
+    num_samples: int
+
+
 @dataclass
 class ComparisonSetup:
     """What every row of a comparison shares: data, budget, the scorer, and the evaluation noise and labels."""
@@ -113,14 +128,20 @@ class ComparisonSetup:
     eval_seed: int
 
     @classmethod
-    def create(
-        cls, ctx: RunContext, data: ImageDataset, steps: int, seeds: Sequence[int], num_samples: int,
-        extractor: FeatureExtractor | None, reference: ImageFeatures | None,
-    ) -> ComparisonSetup:
+    def create(cls, ctx: RunContext, data: ImageDataset, budget: ComparisonBudget) -> ComparisonSetup:
+        """The budget with the CLI's overrides; the extractor and reference features on the main process only."""
+        extractor = build_extractor(ctx, data) if ctx.dist.is_main else None
+        reference = extractor.extract(data.test_x) if extractor is not None else None
+        n = ctx.options.num_samples or budget.num_samples
         eval_seed = ctx.options.seed + EVAL_SEED_OFFSET
-        noise = source_noise(num_samples, data.image_shape, eval_seed, ctx.device)
-        labels = balanced_labels(num_samples, data.num_classes, ctx.device)
-        return cls(data, steps, tuple(seeds), extractor, reference, noise, labels, eval_seed)
+        noise = source_noise(n, data.image_shape, eval_seed, ctx.device)
+        labels = balanced_labels(n, data.num_classes, ctx.device)
+        seeds = tuple(ctx.options.seed + k for k in range(ctx.options.seeds or budget.seeds))
+        return cls(data, ctx.options.steps or budget.steps, seeds, extractor, reference, noise, labels, eval_seed)
+
+    @property
+    def num_samples(self) -> int:
+        return self.noise.shape[0]
 
 
 def run_variants(
