@@ -130,15 +130,23 @@ def test_defar_spectra_resume_loads_defar_run_networks(defar_run, tmp_path, cach
     assert "fm-seed0 step 1:" not in (out / "log.txt").read_text()  # loaded, not retrained
 
 
-def test_ablation_table_runs_with_its_rows(tmp_path, cache):
+def test_ablation_tables_run_and_share_their_networks(tmp_path, cache):
     out = tmp_path / "ablation"
-    assert main(_args("defar-ablation", out, cache, "--select", "table6", "--num-samples", "20")) == 0
+    assert main(_args("defar-ablation", out, cache, "--select", "table6,table4", "--num-samples", "20")) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["tables"] == ["table6-normalisation"]
+    assert metrics["tables"] == ["table4-nfe", "table6-normalisation"]  # the recipe's order
     rows = metrics["rows"]
-    assert [r["method"] for r in rows] == ["fm", "defar", "defar.adr_normalize=False"]
-    assert {r["table"] for r in rows} == {"table6-normalisation"} and {r["train_steps"] for r in rows} == {2}
-    assert rows[2]["adr_normalize"] is False and all(math.isfinite(r["fd"]) for r in rows)
+    table6 = [r for r in rows if r["table"] == "table6-normalisation"]
+    assert [r["method"] for r in table6] == ["fm", "defar", "defar.adr_normalize=False"]
+    assert table6[2]["adr_normalize"] is False and all(math.isfinite(r["fd"]) for r in rows)
+    table4 = [(r["method"], r["nfe"]) for r in rows if r["table"] == "table4-nfe"]
+    assert table4 == [(m, n) for m in ("fm", "defar") for n in (5, 10, 20, 50)]
+    assert {r["train_steps"] for r in rows} == {2}
+    # fm and defar serve both tables: trained once, and the 10-NFE row is the same row in both.
+    log = (out / "log.txt").read_text()
+    assert log.count("fm-seed0 step 2:") == 1 and log.count("defar-seed0 step 2:") == 1
+    fd = {(r["table"], r["method"], r["nfe"]): r["fd"] for r in rows}
+    assert fd[("table4-nfe", "fm", 10)] == fd[("table6-normalisation", "fm", 10)]
 
 
 def test_ablation_tables_are_distinct_configurations():

@@ -69,6 +69,7 @@ def defar_budget(image_shape: tuple[int, int, int]) -> ComparisonBudget:
 
 
 def variants(methods: list[str]) -> list[LossVariant]:
+    """The named methods as variants, each sampled with Euler at every NFE of :data:`NFES`."""
     samplers = tuple(EvalSampler(nfe) for nfe in NFES)
     return [LossVariant(name, METHODS[name], samplers) for name in methods]
 
@@ -147,5 +148,5 @@ def run(ctx: RunContext) -> RunResult:
     return RunResult(metrics, "\n\n".join(sections) + "\n")
 
 
-RECIPE = Recipe("defar", "DEFAR Table 1/2: FM, IP, SDSS, MDSS, DEFAR w/o FC, w/o ADR, DEFAR at equal steps, "
-                "10/50 NFE, several training seeds", run)
+RECIPE = Recipe("defar", "DEFAR Table 1/2: fm, ip, sdss, mdss, DEFAR w/o FC or ADR, DEFAR at equal steps; "
+                "10/50 NFE; --seeds", run)

@@ -110,10 +110,9 @@ def run(ctx: RunContext) -> RunResult:
     available = tables()
     chosen = select(ctx, list(available), {name.split("-")[0]: name for name in available})
     setup = ComparisonSetup.create(ctx, data, ablation_budget(data.image_shape))
-    done: dict[tuple[str, int, str], dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
     for table in chosen:
-        rows.extend(run_variants(ctx, setup, available[table], extra={"table": table}, done=done))
+        rows.extend(run_variants(ctx, setup, available[table], extra={"table": table}))
     if not ctx.dist.is_main or setup.extractor is None:
         return RunResult({}, "")
 

@@ -25,7 +25,7 @@ from bfr_fast.metrics import FeatureExtractor, ImageFeatures
 from bfr_fast.paths import Interpolant, LinearPath, sde_drift_and_diffusion
 from bfr_fast.solvers import ODESolver, SDESolver
 from bfr_fast.train.recipes.base import RunContext
-from bfr_fast.train.recipes.common import build_extractor, evaluate_row, label_dropout, train_flow
+from bfr_fast.train.recipes.common import TrainedFlow, build_extractor, evaluate_row, label_dropout, train_flow
 from bfr_fast.train.sampling import balanced_labels, source_noise
 
 log = logging.getLogger("bfr_fast")
@@ -116,7 +116,8 @@ class ComparisonBudget:
 
 @dataclass
 class ComparisonSetup:
-    """What every row of a comparison shares: data, budget, the scorer, and the evaluation noise and labels."""
+    """What every row of a comparison shares: data, budget, the scorer, and the evaluation noise and labels; and
+    the networks trained (with their training seconds) and rows scored so far, keyed by variant name and seed."""
 
     data: ImageDataset
     steps: int
@@ -126,6 +127,8 @@ class ComparisonSetup:
     noise: torch.Tensor
     labels: torch.Tensor | None
     eval_seed: int
+    trained: dict[tuple[str, int], tuple[TrainedFlow, float]] = field(default_factory=dict)
+    scored: dict[tuple[str, int, str], dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def create(cls, ctx: RunContext, data: ImageDataset, budget: ComparisonBudget) -> ComparisonSetup:
@@ -145,8 +148,7 @@ class ComparisonSetup:
 
 
 def run_variants(
-    ctx: RunContext, setup: ComparisonSetup, variants: Sequence[LossVariant], extra: dict[str, Any] | None = None,
-    done: dict[tuple[str, int, str], dict[str, Any]] | None = None,
+    ctx: RunContext, setup: ComparisonSetup, variants: Sequence[LossVariant], extra: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
     """Trains every variant for every seed (checkpoint ``<name>-seed<k>``) and scores each of its samplers.
 
@@ -155,36 +157,35 @@ def run_variants(
     about 0 for a network loaded on ``--resume``), the variant's ``settings``, ``extra``, and the metrics of
     :func:`~bfr_fast.train.recipes.common.evaluate_row`. Only the main process scores (others return ``[]``).
 
-    Args:
-        done: Rows already scored, keyed by ``(name, seed, sampler tag)``, reused instead of retrained (the
-            ablation tables share variants); filled in here.
+    A variant name met again in the same ``setup`` (the ablation tables share fm and defar) reuses its trained
+    network and its scored rows (``setup.trained``, ``setup.scored``) instead of training again.
     """
-    done = {} if done is None else done
     rows: list[dict[str, Any]] = []
     for variant in variants:
         for seed in setup.seeds:
-            keys = [(variant.name, seed, s.tag) for s in variant.samplers]
-            if all(k in done for k in keys):
-                rows.extend({**done[k], **(extra or {})} for k in keys)
-                continue
-            start = time.perf_counter()
-            ema, trainer, loss = train_flow(
-                ctx, setup.data,
-                lambda m, v=variant: v.build(label_dropout=label_dropout(setup.data), null_class=m.null_class),
-                f"{variant.name}-seed{seed}", setup.steps, seed,
-            )
-            seconds = time.perf_counter() - start
+            if (variant.name, seed) not in setup.trained:
+                start = time.perf_counter()
+                trained = train_flow(
+                    ctx, setup.data,
+                    lambda m, v=variant: v.build(label_dropout=label_dropout(setup.data), null_class=m.null_class),
+                    f"{variant.name}-seed{seed}", setup.steps, seed,
+                )
+                setup.trained[(variant.name, seed)] = (trained, time.perf_counter() - start)
             if not ctx.dist.is_main or setup.extractor is None or setup.reference is None:
                 continue
+            (ema, trainer, loss), seconds = setup.trained[(variant.name, seed)]
             passes = loss.forward_passes
-            for sampler, key in zip(variant.samplers, keys):
-                samples = sampler.sample(ema, setup.noise, setup.labels, setup.eval_seed)
-                row = {
-                    "method": variant.name, "train_steps": trainer.step, "seed": seed, "sampler": sampler.kind,
-                    "nfe": sampler.steps, "forward_passes": passes.total, "forward_passes_with_grad": passes.with_grad,
-                    "train_seconds": round(seconds, 1), **variant.settings,
-                }
-                done[key] = evaluate_row(ctx, row, samples, setup.reference, setup.extractor,
-                                         f"{variant.name}-seed{seed}-{sampler.tag}")
-                rows.append({**done[key], **(extra or {})})
+            for sampler in variant.samplers:
+                key = (variant.name, seed, sampler.tag)
+                if key not in setup.scored:
+                    samples = sampler.sample(ema, setup.noise, setup.labels, setup.eval_seed)
+                    row = {
+                        "method": variant.name, "train_steps": trainer.step, "seed": seed, "sampler": sampler.kind,
+                        "nfe": sampler.steps, "forward_passes": passes.total,
+                        "forward_passes_with_grad": passes.with_grad, "train_seconds": round(seconds, 1),
+                        **variant.settings,
+                    }
+                    setup.scored[key] = evaluate_row(ctx, row, samples, setup.reference, setup.extractor,
+                                                     f"{variant.name}-seed{seed}-{sampler.tag}")
+                rows.append({**setup.scored[key], **(extra or {})})
     return rows
