@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bfr_fast.checkpoint import atomic_write
-from bfr_fast.report.tables import markdown_table, summarize
+from bfr_fast.report.tables import group_rows, markdown_table, summarize
 
 DEFAULT_KEYS = ("method", "nfe_base", "nfe_refiner")
 DEFAULT_METRICS = ("fd", "kid", "is", "sfid", "precision", "recall")
@@ -35,11 +35,8 @@ DEFAULT_METRICS = ("fd", "kid", "is", "sfid", "precision", "recall")
 
 def run_means(rows: Sequence[dict[str, Any]], keys: Sequence[str], metrics: Sequence[str]) -> list[dict[str, Any]]:
     """One row per distinct ``keys`` of one run: each metric averaged over the run's evaluation seeds."""
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row.get(k) for k in keys), []).append(row)
     out = []
-    for key, members in groups.items():
+    for key, members in group_rows(rows, keys).items():
         mean: dict[str, Any] = dict(zip(keys, key))
         mean["eval_seeds"] = len(members)
         for metric in metrics:

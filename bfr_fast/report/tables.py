@@ -31,6 +31,14 @@ def markdown_table(
     return "\n".join([header, rule, *body]) + "\n"
 
 
+def group_rows(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
+    """The rows grouped by their values of ``keys`` (missing keys read as None), groups in first-seen order."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row.get(k) for k in keys), []).append(row)
+    return groups
+
+
 def summarize(
     rows: Sequence[dict[str, Any]], keys: Sequence[str], metrics: Sequence[str], count: str = "seeds"
 ) -> list[dict[str, Any]]:
@@ -39,11 +47,8 @@ def summarize(
     A group of one keeps the plain value; ``count`` names the column holding the group's size. Rows lacking a
     metric (or holding None) do not count towards that metric's mean.
     """
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row.get(k) for k in keys), []).append(row)
     table = []
-    for key, members in groups.items():
+    for key, members in group_rows(rows, keys).items():
         out: dict[str, Any] = dict(zip(keys, key))
         out[count] = len(members)
         for metric in metrics:
