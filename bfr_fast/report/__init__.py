@@ -4,7 +4,7 @@ and the spectral diagnostics (PFR/FEL against t) as PNG and JSON."""
 from bfr_fast.report.grid import image_grid, save_image_grid
 from bfr_fast.report.molecular_plots import plot_energy_histograms, plot_ramachandran
 from bfr_fast.report.spectral_plots import plot_spectral_curves, write_spectral_curves
-from bfr_fast.report.tables import markdown_table
+from bfr_fast.report.tables import markdown_table, summarize
 
 __all__ = [
     "image_grid",
@@ -13,5 +13,6 @@ __all__ = [
     "plot_ramachandran",
     "plot_spectral_curves",
     "save_image_grid",
+    "summarize",
     "write_spectral_curves",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,3 +29,33 @@ def markdown_table(
     rule = "|" + "---|" * len(columns)
     body = ["| " + " | ".join(_cell(r.get(k), digits) for k, _ in columns) + " |" for r in rows]
     return "\n".join([header, rule, *body]) + "\n"
+
+
+def group_rows(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
+    """The rows grouped by their values of ``keys`` (missing keys read as None), groups in first-seen order."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row.get(k) for k in keys), []).append(row)
+    return groups
+
+
+def summarize(
+    rows: Sequence[dict[str, Any]], keys: Sequence[str], metrics: Sequence[str], count: str = "seeds"
+) -> list[dict[str, Any]]:
+    """One row per distinct ``keys`` (first-seen order): each metric as ``"mean ± std"`` over its group.
+
+    A group of one keeps the plain value; ``count`` names the column holding the group's size. Rows lacking a
+    metric (or holding None) do not count towards that metric's mean.
+    """
+    table = []
+    for key, members in group_rows(rows, keys).items():
+        out: dict[str, Any] = dict(zip(keys, key))
+        out[count] = len(members)
+        for metric in metrics:
+            values = [float(m[metric]) for m in members if m.get(metric) is not None]
+            if not values:
+                continue
+            mean = statistics.fmean(values)
+            out[metric] = mean if len(values) == 1 else f"{mean:.4g} ± {statistics.stdev(values):.2g}"
+        table.append(out)
+    return table

@@ -31,9 +31,9 @@ def _args(out, cache, *extra):
 
 
 @pytest.fixture(scope="module")
-def short_run(tmp_path_factory):
+def short_run(tmp_path_factory, extractor_cache):
     out = tmp_path_factory.mktemp("run") / "bfr"
-    cache = tmp_path_factory.mktemp("cache")
+    cache = extractor_cache
     assert main(_args(out, cache)) == 0  # no --recipe: bfr is the default
     return out, cache
 

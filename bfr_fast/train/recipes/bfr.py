@@ -29,7 +29,6 @@ included.) ``--steps`` sets every network's steps, ``--sampler-steps`` the base 
 from __future__ import annotations
 
 import logging
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +51,7 @@ from bfr_fast.refiners import (
     build_inversion_cache,
     build_pool,
 )
-from bfr_fast.report import markdown_table
+from bfr_fast.report import markdown_table, tables
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
 from bfr_fast.train.recipes.common import build_extractor, evaluate_row, load_data, train_base_flow, train_config
 from bfr_fast.train.recipes.presets import image_preset
@@ -296,22 +295,8 @@ def _refine_latent(
 def summarize(rows: list[dict[str, Any]], keys: tuple[str, ...] = ("method", "nfe_base", "nfe_refiner")) -> list[
     dict[str, Any]
 ]:
-    """One row per distinct ``keys`` (first-seen order): each metric as ``mean ± std`` over the seeds."""
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row[k] for k in keys), []).append(row)
-    table = []
-    for key, members in groups.items():
-        out: dict[str, Any] = dict(zip(keys, key))
-        out["seeds"] = len(members)
-        for metric in METRICS:
-            values = [float(m[metric]) for m in members if m.get(metric) is not None]
-            if not values:
-                continue
-            mean = statistics.fmean(values)
-            out[metric] = mean if len(values) == 1 else f"{mean:.4g} ± {statistics.stdev(values):.2g}"
-        table.append(out)
-    return table
+    """One row per distinct ``keys``: each of :data:`METRICS` as ``mean ± std`` over the evaluation seeds."""
+    return tables.summarize(rows, keys, METRICS)
 
 
 def table_columns(extractor_name: str, first: tuple[tuple[str, str], ...] = ()) -> list[tuple[str, str]]:
