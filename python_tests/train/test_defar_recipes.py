@@ -22,20 +22,15 @@ PASSES = {"fm": (1, 1), "ip": (1, 1), "sdss": (2, 1), "mdss": (5, 1), "defar_no_
           "defar": (3, 2)}
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
-
-
 def _args(recipe, out, cache, *extra):
     return ["--recipe", recipe, "--out", str(out), "--steps", "2", "--cache-dir", str(cache), "--device", "cpu",
             *extra]
 
 
 @pytest.fixture(scope="module")
-def defar_run(tmp_path_factory, cache):
+def defar_run(tmp_path_factory, extractor_cache):
     out = tmp_path_factory.mktemp("run") / "defar"
-    assert main(_args("defar", out, cache, "--seeds", "1", "--num-samples", "20")) == 0
+    assert main(_args("defar", out, extractor_cache, "--seeds", "1", "--num-samples", "20")) == 0
     return out
 
 
@@ -79,9 +74,9 @@ def test_defar_results_md_has_summary_pairs_and_rows(defar_run):
     assert text.count("| defar_no_adr |") == 2 + 2 + 2  # summary, paired differences, rows: one per NFE each
 
 
-def test_defar_seeds_select_and_resume_reproduce(tmp_path, cache):
+def test_defar_seeds_select_and_resume_reproduce(tmp_path, extractor_cache):
     out = tmp_path / "defar"
-    args = _args("defar", out, cache, "--seeds", "2", "--select", "ip,fm", "--num-samples", "20")
+    args = _args("defar", out, extractor_cache, "--seeds", "2", "--select", "ip,fm", "--num-samples", "20")
     assert main(args) == 0
     rows = json.loads((out / "metrics.json").read_text())["rows"]
     assert [(r["method"], r["seed"]) for r in rows[::2]] == [("fm", 0), ("fm", 1), ("ip", 0), ("ip", 1)]
@@ -92,8 +87,8 @@ def test_defar_seeds_select_and_resume_reproduce(tmp_path, cache):
     assert [r["fd"] for r in again] == [r["fd"] for r in rows]
 
 
-def test_defar_select_rejects_unknown_method(tmp_path, cache, capsys):
-    assert main(_args("defar", tmp_path / "x", cache, "--select", "fm,dfr")) == 2
+def test_defar_select_rejects_unknown_method(tmp_path, extractor_cache, capsys):
+    assert main(_args("defar", tmp_path / "x", extractor_cache, "--select", "fm,dfr")) == 2
     assert "--select: unknown ['dfr']" in capsys.readouterr().err
 
 
@@ -102,9 +97,9 @@ def test_seeds_must_be_positive(tmp_path, capsys):
     assert "--seeds must be a positive integer" in capsys.readouterr().err
 
 
-def test_defar_spectra_writes_50_finite_timesteps(tmp_path, cache):
+def test_defar_spectra_writes_50_finite_timesteps(tmp_path, extractor_cache):
     out = tmp_path / "spectra"
-    assert main(_args("defar-spectra", out, cache, "--num-samples", "16")) == 0
+    assert main(_args("defar-spectra", out, extractor_cache, "--num-samples", "16")) == 0
     for model in ("fm", "defar"):
         curves = json.loads((out / f"spectra-{model}.json").read_text())
         assert len(curves["t"]) == 50 and curves["settings"]["num_samples"] == 16
@@ -118,21 +113,21 @@ def test_defar_spectra_writes_50_finite_timesteps(tmp_path, cache):
     assert len(rows) == 100 and {r["model"] for r in rows} == {"fm", "defar"}
 
 
-def test_defar_spectra_resume_loads_defar_run_networks(defar_run, tmp_path, cache):
+def test_defar_spectra_resume_loads_defar_run_networks(defar_run, tmp_path, extractor_cache):
     # The documented way to analyse a defar run's networks: copy their checkpoints and resume.
     out = tmp_path / "spectra"
     (out / "checkpoints").mkdir(parents=True)
     for model in ("fm", "defar"):
         (out / "checkpoints" / f"{model}-seed0.pt").write_bytes(
             (defar_run / "checkpoints" / f"{model}-seed0.pt").read_bytes())
-    assert main(_args("defar-spectra", out, cache, "--num-samples", "8", "--resume")) == 0
+    assert main(_args("defar-spectra", out, extractor_cache, "--num-samples", "8", "--resume")) == 0
     assert "resumed from" in (out / "log.txt").read_text()
     assert "fm-seed0 step 1:" not in (out / "log.txt").read_text()  # loaded, not retrained
 
 
-def test_ablation_tables_run_and_share_their_networks(tmp_path, cache):
+def test_ablation_tables_run_and_share_their_networks(tmp_path, extractor_cache):
     out = tmp_path / "ablation"
-    assert main(_args("defar-ablation", out, cache, "--select", "table6,table4", "--num-samples", "20")) == 0
+    assert main(_args("defar-ablation", out, extractor_cache, "--select", "table6,table4", "--num-samples", "20")) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["tables"] == ["table4-nfe", "table6-normalisation"]  # the recipe's order
     rows = metrics["rows"]

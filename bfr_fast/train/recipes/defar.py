@@ -27,9 +27,9 @@ from typing import Any
 
 from bfr_fast.losses import DEFARLoss, FlowMatchingLoss, InputPerturbationLoss, PathLoss, ScheduledSamplingLoss
 from bfr_fast.metrics import metric_label
-from bfr_fast.report import markdown_table
+from bfr_fast.report import markdown_table, tables
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
-from bfr_fast.train.recipes.bfr import METRICS, summarize
+from bfr_fast.train.recipes.bfr import METRICS
 from bfr_fast.train.recipes.common import evaluate_row, load_data, select
 from bfr_fast.train.recipes.loss_comparison import (
     ComparisonBudget,
@@ -126,8 +126,9 @@ def run(ctx: RunContext) -> RunResult:
         f"The floor of these metrics on this data: {min(n, data.train_x.shape[0])} real training images score "
         + ", ".join(f"{metric_label(k, name)} {real[k]:.4g}" for k in ("fd", "kid", "is")) + "."
     )
+    summary = sorted(tables.summarize(rows, keys, METRICS), key=_by_nfe_then_method)
     sections = [
-        f"## {title}\n\n" + markdown_table(sorted(summarize(rows, keys), key=_by_nfe_then_method), summary_columns),
+        f"## {title}\n\n" + markdown_table(summary, summary_columns),
         floor,
         "### FD difference to fm, paired by training seed\n\n" + markdown_table(paired_fd_differences(rows),
                                                                                diff_columns),
