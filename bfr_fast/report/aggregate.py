@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bfr_fast.checkpoint import atomic_write
+from bfr_fast.metrics import metric_label
 from bfr_fast.report.tables import group_rows, markdown_table, summarize
 
 DEFAULT_KEYS = ("method", "nfe_base", "nfe_refiner")
@@ -62,7 +63,7 @@ def load_run(folder: str | Path) -> dict[str, Any]:
         raise ValueError(f"{metrics_path} has no 'rows'")
     options = json.loads(config_path.read_text())["options"]
     return {"folder": str(folder), "recipe": options.get("recipe"), "seed": options["seed"],
-            "seconds": metrics.get("seconds"), "rows": metrics["rows"]}
+            "seconds": metrics.get("seconds"), "extractor": metrics.get("extractor"), "rows": metrics["rows"]}
 
 
 def aggregate(
@@ -89,11 +90,20 @@ def aggregate(
     per_run = [{**m, "training_seed": r["seed"]} for r in runs for m in run_means(r["rows"], keys, metrics)]
     return {
         "recipe": recipes.pop(),
+        "extractor": extractors.pop() if len(extractors := {r.get("extractor") for r in runs}) == 1 else None,
         "runs": [{k: r[k] for k in ("folder", "seed", "seconds")} for r in runs],
         "keys": list(keys),
         "per_run": per_run,
         "summary": summarize(per_run, keys, metrics, count="training seeds"),
     }
+
+
+def _label(metric: str, extractor: str | None) -> str:
+    """The report name of an image metric (e.g. "FD-digitsnet"); other fields keep their key."""
+    try:
+        return metric_label(metric, extractor) if extractor is not None else metric
+    except ValueError:
+        return metric
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     payload = json.dumps(result, indent=2).encode()
     atomic_write(args.out / "aggregate.json", lambda f: f.write(payload))
-    columns = [(k, k) for k in keys] + [("training seeds", "training seeds")] + [(m, m) for m in metrics]
+    columns = [(k, k) for k in keys] + [("training seeds", "training seeds")] + [
+        (m, _label(m, result["extractor"])) for m in metrics]
     seeds = ", ".join(str(r["seed"]) for r in result["runs"])
     text = (f"## `{result['recipe']}`: mean ± std over training seeds {seeds} (each run first averaged over its "
             f"evaluation seeds)\n\n" + markdown_table(result["summary"], columns))
