@@ -29,24 +29,40 @@ NETWORKS = ("base", "noise_injection", "fmrefiner", "dfr", "lfr")
 MD = dict(nanoseconds=0.01, frames=50)  # 40 training and 10 test frames
 
 
-def _args(out, cache, *extra):
-    return ["--recipe", "ala2", "--out", str(out), "--data", f"ala2:{MD['nanoseconds']}:{MD['frames']}",
+def _args(out, cache, *extra, recipe="ala2"):
+    return ["--recipe", recipe, "--out", str(out), "--data", f"ala2:{MD['nanoseconds']}:{MD['frames']}",
             "--steps", "3", "--num-samples", "30", "--sampler-steps", str(SAMPLER_STEPS), "--batch-size", "16",
             "--cache-dir", str(cache), "--device", "cpu", *extra]
 
 
 @pytest.fixture(scope="module")
-def short_run(tmp_path_factory):
+def md_cache(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     # the recipe's MD (seed 0) at 10 ps with a 1 ps equilibration, placed where the recipe looks for it
     generate_reference_md(reference_md_path(cache, **MD), **MD, seed=0, equilibration_ps=1.0, progress=False)
+    return cache
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory, md_cache):
+    cache = md_cache
     out = tmp_path_factory.mktemp("run") / "ala2"
     assert main(_args(out, cache)) == 0
     return out, cache
 
 
 def test_ala2_is_registered():
-    assert "ala2" in RECIPES
+    assert "ala2" in RECIPES and "ala2-ddpm" in RECIPES
+
+
+def test_ddpm_base_gives_the_same_table(tmp_path, md_cache):
+    out = tmp_path / "ala2-ddpm"
+    assert main(_args(out, md_cache, recipe="ala2-ddpm")) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["recipe"] == "ala2-ddpm" and metrics["base"] == "ddpm"
+    assert [(r["method"], r["nfe_base"], r["nfe_refiner"]) for r in metrics["rows"]] == EXPECTED
+    assert all(0.0 <= r["cov_r"] <= 1.0 and r["amr_p"] > 0 for r in metrics["rows"])
+    assert "DDPM, probability-flow ODE" in (out / "results.md").read_text()
 
 
 def test_run_folder_holds_networks_figures_and_results(short_run):
@@ -63,7 +79,7 @@ def test_run_folder_holds_networks_figures_and_results(short_run):
 def test_rows_are_the_table_with_sane_metrics(short_run):
     out, _ = short_run
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["recipe"] == "ala2" and metrics["threshold_nm"] == 0.05
+    assert metrics["recipe"] == "ala2" and metrics["base"] == "fm" and metrics["threshold_nm"] == 0.05
     assert metrics["threshold_angstrom"] == pytest.approx(0.5)
     rows = metrics["rows"]
     assert [(r["method"], r["nfe_base"], r["nfe_refiner"]) for r in rows] == EXPECTED

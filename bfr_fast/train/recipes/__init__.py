@@ -4,7 +4,7 @@ from bfr_fast.train.recipes import ala2, bfr, bfr_alpha, bfr_transfer, flow
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
 
 RECIPES: dict[str, Recipe] = {
-    r.name: r for r in (bfr.RECIPE, bfr_transfer.RECIPE, bfr_alpha.RECIPE, flow.RECIPE, ala2.RECIPE)
+    r.name: r for r in (bfr.RECIPE, bfr_transfer.RECIPE, bfr_alpha.RECIPE, flow.RECIPE, ala2.RECIPE, ala2.DDPM_RECIPE)
 }
 DEFAULT_RECIPE = "bfr"
 

@@ -20,7 +20,9 @@ Steps (each network checkpointed in the run folder; ``--resume`` loads what is f
    augmentation, all 0.1) are fractions of each coordinate's spread, as they are of the pixel range for
    images. Samples are mapped back to nm before any metric.
 4. **Base.** An OT-CFM residual MLP (:class:`~bfr_fast.models.MLP`), frozen as :math:`G` = Euler with
-   ``sampler_steps`` steps.
+   ``sampler_steps`` steps. ``--recipe ala2-ddpm`` trains the same MLP as a DDPM ε-predictor instead (linear β
+   schedule, 1000 steps, :class:`~bfr_fast.losses.EpsPredictionLoss`) and samples and inverts it through its
+   probability-flow ODE (:class:`~bfr_fast.paths.ProbabilityFlowVelocity`), same sampler and budget.
 5. **Refiners** (:mod:`bfr_fast.refiners`, unchanged): noise injection (σ_d = 0.1), FMRefiner (σ_f = σ_z = 0.1),
    DFR (noise augmentation only, p 0.5, σ ~ U(0, 0.1): blur has no meaning for coordinates; OT pairs) on a pool
    of one base sample per training frame, LFR (α = 0.1, amplitude mixing, OT) on the inversion cache of the
@@ -56,12 +58,14 @@ from bfr_fast.data.molecules import (
     MoleculeDataset,
     alanine_dipeptide,
 )
-from bfr_fast.losses import FlowMatchingLoss
+from bfr_fast.losses import EpsPredictionLoss, FlowMatchingLoss
 from bfr_fast.metrics.molecular import ANGSTROMS_PER_NM, energy_error, molecular_metrics, openmm_energies
 from bfr_fast.models import MLP
+from bfr_fast.paths import DDPMSchedule, ProbabilityFlowVelocity
 from bfr_fast.refiners import (
     DataFlowRefiner,
     FMRefiner,
+    FrozenGenerator,
     InversionCache,
     LatentFlowRefiner,
     NoiseInjectionRefiner,
@@ -70,6 +74,7 @@ from bfr_fast.refiners import (
 )
 from bfr_fast.report import markdown_table
 from bfr_fast.report.molecular_plots import plot_energy_histograms, plot_ramachandran
+from bfr_fast.solvers.ode_solver import VelocityModel
 from bfr_fast.train.options import default_cache_dir
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
 from bfr_fast.train.recipes.bfr import cached_inversion, cached_pool, fit_refiner, table_candidates
@@ -86,6 +91,9 @@ ENERGY_CUTOFF = 500.0
 MD's energies lie between about -120 and -30 kJ/mol). How many were left out is reported beside the error."""
 
 DATA_NAME = "ala2"
+
+BASES = ("fm", "ddpm")
+"""Kinds of base model: OT-CFM flow (``ala2``) or DDPM through its probability-flow ODE (``ala2-ddpm``)."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +207,19 @@ def _mlp(dim: int, hidden: int, depth: int) -> MLP:
     return MLP(dim, hidden=hidden, depth=depth)
 
 
+def train_base(ctx: RunContext, budget: Ala2Budget, x: torch.Tensor, base: str) -> VelocityModel:
+    """The base velocity model on standardised coordinates ``x``: OT-CFM MLP, or DDPM MLP as its PF-ODE."""
+    if base not in BASES:
+        raise ValueError(f"base must be one of {BASES}, got {base!r}")
+    network = _mlp(x.shape[1], budget.hidden, budget.depth)
+    config = train_config(ctx, budget, budget.base_steps)
+    if base == "fm":
+        return fit_network(ctx, "base", network, FlowMatchingLoss(coupling="ot"), x, None, config, budget.batch_size)
+    schedule = DDPMSchedule()
+    eps = fit_network(ctx, "base", network, EpsPredictionLoss(schedule), x, None, config, budget.batch_size)
+    return ProbabilityFlowVelocity(eps, schedule).to(ctx.device)
+
+
 def train_refiners(ctx: RunContext, budget: Ala2Budget, x: torch.Tensor, pool: SamplePool,
                    cache: InversionCache) -> dict[str, Refiner]:
     """Noise injection, FMRefiner, DFR and LFR on standardised coordinates ``x``; keyed by method name."""
@@ -264,7 +285,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 @torch.no_grad()
-def evaluate(ctx: RunContext, data: MoleculeDataset, standardizer: Standardizer, generator: Any,
+def evaluate(ctx: RunContext, data: MoleculeDataset, standardizer: Standardizer, generator: FrozenGenerator,
              refiners: dict[str, Refiner], num_samples: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Scores every row from one noise draw, plus the MD training frames as the floor; writes both figures."""
     seed = ctx.options.seed
@@ -294,13 +315,12 @@ def evaluate(ctx: RunContext, data: MoleculeDataset, standardizer: Standardizer,
     return rows, floor
 
 
-def run(ctx: RunContext) -> RunResult:
+def run(ctx: RunContext, base_kind: str = "fm") -> RunResult:
     budget = ala2_budget()
     data = load_ala2(ctx)
     standardizer = Standardizer.fit(data.train_x)
     x = standardizer.encode(data.train_x)
-    base = fit_network(ctx, "base", _mlp(x.shape[1], budget.hidden, budget.depth), FlowMatchingLoss(coupling="ot"),
-                       x, None, train_config(ctx, budget, budget.base_steps), budget.batch_size)
+    base = train_base(ctx, budget, x, base_kind)
     generator = SamplerSpec("euler", ctx.options.sampler_steps or budget.sampler_steps).generator(base)
     pool = cached_pool(ctx, generator, (x.shape[1],), x.shape[0], None)
     cache = cached_inversion(ctx, generator, x, None)
@@ -314,7 +334,8 @@ def run(ctx: RunContext) -> RunResult:
     provenance = {key: value for key, value in data.provenance.items() if key != "cache_path"}
     title = (
         f"BFR on alanine dipeptide ({data.train_x.shape[0]} training / {data.test_x.shape[0]} test MD frames, "
-        f"{provenance.get('nanoseconds', '?')} ns): base = residual MLP, Euler {generator.num_steps} steps; "
+        f"{provenance.get('nanoseconds', '?')} ns): base = residual MLP "
+        f"({'OT-CFM' if base_kind == 'fm' else 'DDPM, probability-flow ODE'}), Euler {generator.num_steps} steps; "
         f"{n} conformers per row from the same noise (seed {ctx.options.seed}), scored against the test frames"
     )
     notes = (
@@ -332,8 +353,9 @@ def run(ctx: RunContext) -> RunResult:
         f"max {error['max']:.3g}.\n\n![energies](samples/energies.png)\n\n![ramachandran](samples/ramachandran.png)"
     )
     metrics = {
-        "recipe": "ala2",
+        "recipe": "ala2" if base_kind == "fm" else "ala2-ddpm",
         "dataset": DATA_NAME,
+        "base": base_kind,
         "provenance": provenance,
         "alignment": "Kabsch onto the first frame by heavy atoms; no rotation augmentation",
         "threshold_nm": THRESHOLD_NM,
@@ -350,5 +372,10 @@ def run(ctx: RunContext) -> RunResult:
     return RunResult(metrics, f"## {title}\n\n{table(rows)}\n{notes}\n")
 
 
+def run_ddpm(ctx: RunContext) -> RunResult:
+    return run(ctx, base_kind="ddpm")
+
+
 RECIPE = Recipe("ala2", "Table 5: alanine dipeptide, base MLP flow, baselines, DFR and LFR at 1/10 NFE, COV/AMR, "
                         "energy error", run)
+DDPM_RECIPE = Recipe("ala2-ddpm", "ala2 with a DDPM base sampled through its probability-flow ODE", run_ddpm)
