@@ -36,8 +36,10 @@ Steps (each network checkpointed in the run folder; ``--resume`` loads what is f
    reference, base and every refiner) and ``samples/ramachandran.png`` (reference vs every row).
 
 ``--steps`` sets every network's steps, ``--sampler-steps`` the base sampler, ``--num-samples`` the conformers per
-row. Budget (:func:`ala2_budget`), sized for a 2-core CPU (measured wall times are in the module's results
-README section).
+row. Budget (:func:`ala2_budget`), measured with 2 threads on the 2-core CPU under the compute lock, the MD
+already cached: base 8000 steps 7:12 (other agents' short runs shared the cores for part of it), pool and
+inversion cache at Euler 20 steps about 35 s, four refiners of 3000 steps 40-60 s each, evaluation of 7 rows
+x 10 000 conformers plus the MD floor about 30 s: 11:50 wall in all (706 s inside the recipe).
 """
 
 from __future__ import annotations
