@@ -115,10 +115,15 @@ def markdown_table(rows: list[dict], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(rows: list[dict], device: torch.device, out_dir: Path, quick: bool) -> tuple[Path, Path]:
-    """Writes ``<device>.json`` and ``<device>.md`` under ``out_dir`` and returns their paths."""
+def write_results(
+    rows: list[dict], device: torch.device, out_dir: Path, quick: bool, name: str | None = None
+) -> tuple[Path, Path]:
+    """Writes ``<name>.json`` and ``<name>.md`` under ``out_dir`` and returns their paths.
+
+    ``name`` defaults to the device type, with ``-quick`` appended for quick sizes.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = device.type + ("-quick" if quick else "")
+    stem = name or device.type + ("-quick" if quick else "")
     machine = device_description(device)
     payload = {"device": device.type, "machine": machine, "torch": torch.__version__, "quick": quick, "rows": rows}
     json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"

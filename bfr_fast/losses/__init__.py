@@ -1,10 +1,11 @@
 """Training losses: ``loss(model, x1, y=None) -> (scalar, dict of logged parts)``.
 
-Flow matching (FM), and the exposure-bias family: input perturbation (IP), scheduled sampling (SDSS, MDSS) and
+Flow matching (FM), DDPM ε-prediction, and the exposure-bias family: input perturbation (IP), scheduled sampling (SDSS, MDSS) and
 DEFAR (ADR + FC). Each states its cost as :attr:`~bfr_fast.losses.path_loss.PathLoss.forward_passes`.
 """
 
 from bfr_fast.losses.defar import WEIGHT_SOURCES, DEFARLoss
+from bfr_fast.losses.eps_prediction import EpsPredictionLoss
 from bfr_fast.losses.flow_matching import FlowMatchingLoss
 from bfr_fast.losses.input_perturbation import InputPerturbationLoss
 from bfr_fast.losses.path_loss import ForwardPasses, PathBatch, PathLoss, drop_labels
@@ -15,6 +16,7 @@ __all__ = [
     "TIMESTEP_STRATEGIES",
     "WEIGHT_SOURCES",
     "DEFARLoss",
+    "EpsPredictionLoss",
     "FlowMatchingLoss",
     "ForwardPasses",
     "InputPerturbationLoss",

@@ -216,7 +216,7 @@ def format_energy_error(result: dict[str, float | int | None]) -> str:
 
 def molecular_metrics(generated: ArrayLike, reference: ArrayLike, topology: mdtraj.Topology, threshold: float, *,
                       all_atoms: bool = False, reference_energies: ArrayLike | None = None,
-                      energy_cutoff: float | None = None, forcefield: tuple[str, ...] = DEFAULT_FORCEFIELD,
+                      generated_energies: ArrayLike | None = None, energy_cutoff: float | None = None, forcefield: tuple[str, ...] = DEFAULT_FORCEFIELD,
                       platform: str = "Reference", backend: str = "auto") -> dict[str, Any]:
     """Every molecular metric of one generated set: COV/AMR, energy error, and phi/psi basin populations.
 
@@ -227,6 +227,8 @@ def molecular_metrics(generated: ArrayLike, reference: ArrayLike, topology: mdtr
         threshold: COV threshold in nm.
         all_atoms: RMSD over all atoms instead of heavy atoms.
         reference_energies: the reference's energies if already computed (they do not change between models).
+        generated_energies: ``(N,)`` energies of ``generated`` if already computed (e.g. kept for a histogram);
+            computed here when None.
         energy_cutoff: see :func:`energy_error`.
         forcefield: OpenMM force field of the energies.
         platform: OpenMM platform.
@@ -242,8 +244,12 @@ def molecular_metrics(generated: ArrayLike, reference: ArrayLike, topology: mdtr
     result.update(threshold_nm=float(threshold), rmsd_atoms="all" if all_atoms else "heavy")
     if reference_energies is None:
         reference_energies = openmm_energies(reference, topology, forcefield, platform)
-    result.update(energy_error(openmm_energies(generated, topology, forcefield, platform), reference_energies,
-                               energy_cutoff))
+    if generated_energies is None:
+        generated_energies = openmm_energies(generated, topology, forcefield, platform)
+    elif len(generated_energies) != len(generated):
+        raise ValueError(f"generated_energies: expected one energy per generated conformer ({len(generated)}), "
+                         f"got {len(generated_energies)}")
+    result.update(energy_error(generated_energies, reference_energies, energy_cutoff))
     try:
         phi, psi = backbone_dihedrals(_as_frames(generated, "generated"), topology)
     except ValueError:  # not a peptide

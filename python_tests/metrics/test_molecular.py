@@ -157,3 +157,14 @@ def test_molecular_metrics_bundle(short_md, frames):
     every = molecular_metrics(frames[:20], frames[20:], short_md.topology, threshold=0.05, all_atoms=True,
                               reference_energies=np.full(30, -80.0))
     assert every["rmsd_atoms"] == "all" and every["mean_reference"] == -80.0
+
+
+def test_molecular_metrics_uses_given_generated_energies(short_md, frames):
+    energies = openmm_energies(frames[:20], short_md.topology)
+    given = molecular_metrics(frames[:20], frames[20:], short_md.topology, threshold=0.05,
+                              generated_energies=energies + 10.0)
+    computed = molecular_metrics(frames[:20], frames[20:], short_md.topology, threshold=0.05)
+    assert given["mean_generated"] == pytest.approx(computed["mean_generated"] + 10.0)
+    assert given["mean_reference"] == pytest.approx(computed["mean_reference"])
+    with pytest.raises(ValueError, match="generated_energies"):
+        molecular_metrics(frames[:20], frames[20:], short_md.topology, threshold=0.05, generated_energies=energies[:5])

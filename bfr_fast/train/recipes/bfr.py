@@ -34,9 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
-from bfr_fast.data import ImageDataset, InfiniteLoader
+from bfr_fast.data import ImageDataset
 from bfr_fast.metrics import FeatureExtractor, ImageFeatures, metric_label
 from bfr_fast.models import UNet
 from bfr_fast.refiners import (
@@ -53,10 +52,17 @@ from bfr_fast.refiners import (
 )
 from bfr_fast.report import markdown_table, tables
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
-from bfr_fast.train.recipes.common import build_extractor, evaluate_row, load_data, train_base_flow, train_config
+from bfr_fast.train.recipes.common import (
+    build_extractor,
+    evaluate_row,
+    fit_network,
+    load_data,
+    train_base_flow,
+    train_config,
+)
 from bfr_fast.train.recipes.presets import image_preset
 from bfr_fast.train.sampling import SamplerSpec, balanced_labels, source_noise
-from bfr_fast.train.trainer import Trainer
+from bfr_fast.train.trainer import TrainConfig
 
 log = logging.getLogger("bfr_fast")
 
@@ -129,14 +135,26 @@ def prepare(ctx: RunContext, base_name: str = "base", base_steps: int | None = N
 
 def sample_pool(ctx: RunContext, setup: BfrSetup, name: str = "pool") -> SamplePool:
     """One base sample per training image (per class: the largest class's count), cached in the run folder."""
+    data = setup.data
+    per_class = int(data.class_counts().max()) if data.is_labelled else data.train_x.shape[0]
+    return cached_pool(ctx, setup.generator, data.image_shape, per_class, data.num_classes, name)
+
+
+def cached_pool(
+    ctx: RunContext, generator: FrozenGenerator, sample_shape: tuple[int, ...], per_class: int,
+    num_classes: int | None, name: str = "pool",
+) -> SamplePool:
+    """:func:`~bfr_fast.refiners.build_pool` of samples of any shape, cached as ``checkpoints/<name>.pt``.
+
+    With ``--resume`` an existing file is loaded instead of generating again. The pool's noise is seeded with
+    ``--seed`` + :data:`POOL_SEED_OFFSET`, so it never repeats the evaluation noise.
+    """
     path = ctx.folder.checkpoint(name)
     if ctx.options.resume and path.is_file():
         log.info("pool: loaded %s", path)
         return SamplePool.load(path, ctx.device)
-    data = setup.data
-    per_class = int(data.class_counts().max()) if data.is_labelled else data.train_x.shape[0]
     pool = build_pool(
-        setup.generator, data.image_shape, per_class, data.num_classes, seed=ctx.options.seed + POOL_SEED_OFFSET,
+        generator, sample_shape, per_class, num_classes, seed=ctx.options.seed + POOL_SEED_OFFSET,
         device=ctx.device, progress=ctx.dist.is_main,
     )
     pool.save(path)
@@ -145,14 +163,20 @@ def sample_pool(ctx: RunContext, setup: BfrSetup, name: str = "pool") -> SampleP
 
 def inversion_cache(ctx: RunContext, setup: BfrSetup, name: str = "inversion") -> InversionCache:
     """The training set inverted through the base sampler, cached in the run folder."""
+    return cached_inversion(ctx, setup.generator, setup.data.train_x, setup.labels_or_none, name)
+
+
+def cached_inversion(
+    ctx: RunContext, generator: FrozenGenerator, x: torch.Tensor, y: torch.Tensor | None, name: str = "inversion"
+) -> InversionCache:
+    """:func:`~bfr_fast.refiners.build_inversion_cache` of ``x`` (any sample shape), cached as
+    ``checkpoints/<name>.pt`` and loaded instead of rebuilt with ``--resume``."""
     path = ctx.folder.checkpoint(name)
     if ctx.options.resume and path.is_file():
         log.info("inversion cache: loaded %s", path)
         return InversionCache.load(path, ctx.device)
-    y = setup.labels_or_none
     cache = build_inversion_cache(
-        setup.generator, setup.data.train_x.to(ctx.device), None if y is None else y.to(ctx.device),
-        progress=ctx.dist.is_main,
+        generator, x.to(ctx.device), None if y is None else y.to(ctx.device), progress=ctx.dist.is_main
     )
     cache.save(path)
     return cache
@@ -168,33 +192,33 @@ def train_refiner(
     y: torch.Tensor | None,
     offset: int,
 ) -> Refiner:
-    """Trains ``refiner`` with ``loss`` on minibatches of ``(x, y)``; returns its EMA copy, frozen.
-
-    The trainer checkpoint is ``checkpoints/<name>.pt`` (resumed with ``--resume``: a finished refiner is loaded,
-    not retrained); the EMA refiner is also written as ``checkpoints/<name>-refiner.pt`` by :meth:`Refiner.save`,
-    the portable file for applying it elsewhere.
-    """
+    """Trains ``refiner`` on ``(x, y)`` with the image budget of ``setup`` (see :func:`fit_refiner`)."""
     budget = setup.budget
-    labelled = y is not None
-    targets = y if labelled else torch.zeros(x.shape[0], dtype=torch.int64)
-    batch_size = min(ctx.options.batch_size or budget.batch_size, x.shape[0])
-    generator = torch.Generator().manual_seed(ctx.options.seed + offset + ctx.dist.rank)
-    batches = InfiniteLoader(x, targets, batch_size, generator, device=ctx.device)
-
-    def loss_fn(m: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return loss(m, xb, yb if labelled else None)
-
     config = train_config(ctx, image_preset(setup.data.image_shape), budget.refiner_steps)
-    trainer = Trainer(
-        refiner.to(ctx.device), loss_fn, batches, config, ctx.folder.checkpoint(name), ctx.dist, description=name
-    )
-    if ctx.options.resume:
-        trainer.resume()
-    trainer.fit()
-    ema = trainer.ema_model.eval()
-    ema.requires_grad_(False)
+    return fit_refiner(ctx, name, refiner, loss, x, y, offset, config, budget.batch_size)
+
+
+def fit_refiner(
+    ctx: RunContext,
+    name: str,
+    refiner: Refiner,
+    loss: Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]],
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    offset: int,
+    config: TrainConfig,
+    batch_size: int,
+) -> Refiner:
+    """Trains ``refiner`` with ``loss`` on minibatches of ``(x, y)`` (any sample shape); returns its EMA copy, frozen.
+
+    Training is :func:`~bfr_fast.train.recipes.common.fit_network` (``--batch-size`` overrides ``batch_size``;
+    batches seeded with ``--seed`` + ``offset``). The trainer checkpoint is ``checkpoints/<name>.pt`` (resumed with
+    ``--resume``: a finished refiner is loaded, not retrained); the EMA refiner is also written as
+    ``checkpoints/<name>-refiner.pt`` by :meth:`Refiner.save`, the portable file for applying it elsewhere.
+    """
+    ema = fit_network(ctx, name, refiner, loss, x, y, config, batch_size, offset).model
     if ctx.dist.is_main:
-        ema.save(ctx.folder.checkpoint(f"{name}-refiner"), metadata={"steps": trainer.step})
+        ema.save(ctx.folder.checkpoint(f"{name}-refiner"), metadata={"steps": config.steps})
     return ema
 
 
@@ -250,24 +274,50 @@ def evaluate_refiners(
     for k in range(setup.budget.eval_seeds):
         seed = ctx.options.seed + k
         noise = source_noise(n, data.image_shape, seed, ctx.device)
-        x_hat, nfe_base = setup.generator.sample(noise, labels, progress=ctx.dist.is_main)
-        candidates: list[tuple[str, int, Callable[[], tuple[torch.Tensor, int, int]]]] = []
-        if include_base:
-            candidates.append(("base", 0, lambda: (x_hat, nfe_base, 0)))
-        for method in ("noise_injection", "fmrefiner", "dfr"):
-            if method not in refiners:
-                continue
-            for nfe in (BASELINE_NFE,) if method != "dfr" else REFINER_NFES:
-                candidates.append((method, nfe, _refine_data(refiners[method], x_hat, labels, nfe, nfe_base, seed)))
-        if "lfr" in refiners:
-            for nfe in REFINER_NFES:
-                candidates.append(("lfr", nfe, _refine_latent(refiners["lfr"], setup.generator, noise, labels, nfe)))
+        candidates = table_candidates(setup.generator, refiners, noise, labels, seed, include_base, ctx.dist.is_main)
         for method, nfe, make in candidates:
             samples, nfe_b, nfe_r = make()
             row = {**(extra or {}), "method": method, "nfe_base": nfe_b, "nfe_refiner": nfe_r, "seed": seed}
             grid = f"{grid_prefix}{method}" + (f"-{nfe}nfe" if method != "base" else "") + f"-seed{seed}"
             rows.append(evaluate_row(ctx, row, samples, reference, extractor, grid))
     return rows
+
+
+Candidate = tuple[str, int, Callable[[], tuple[torch.Tensor, int, int]]]
+"""``(method, nfe, make)``: a table row's method, its refiner NFE, and ``make() -> (samples, nfe_base,
+nfe_refiner)``."""
+
+
+def table_candidates(
+    generator: FrozenGenerator,
+    refiners: dict[str, Refiner],
+    noise: torch.Tensor,
+    labels: torch.Tensor | None,
+    seed: int,
+    include_base: bool = True,
+    progress: bool = False,
+) -> list[Candidate]:
+    """The rows of a Table-1-shaped table for one noise draw, each made on demand (one set in memory at a time).
+
+    ``base`` (unless ``include_base`` is False) is :math:`\\hat x = G(z)`, generated here once; the
+    ``noise_injection`` and ``fmrefiner`` refiners refine it at :data:`BASELINE_NFE`, ``dfr`` at each of
+    :data:`REFINER_NFES`; ``lfr`` refines the noise itself at each of :data:`REFINER_NFES` and decodes it with
+    ``generator``. Methods missing from ``refiners`` are skipped; the order is the table's. Works for samples of
+    any shape (images, flat coordinate vectors). Noise injection draws its inference noise from ``seed``.
+    """
+    x_hat, nfe_base = generator.sample(noise, labels, progress=progress)
+    candidates: list[Candidate] = []
+    if include_base:
+        candidates.append(("base", 0, lambda: (x_hat, nfe_base, 0)))
+    for method in ("noise_injection", "fmrefiner", "dfr"):
+        if method not in refiners:
+            continue
+        for nfe in (BASELINE_NFE,) if method != "dfr" else REFINER_NFES:
+            candidates.append((method, nfe, _refine_data(refiners[method], x_hat, labels, nfe, nfe_base, seed)))
+    if "lfr" in refiners:
+        for nfe in REFINER_NFES:
+            candidates.append(("lfr", nfe, _refine_latent(refiners["lfr"], generator, noise, labels, nfe)))
+    return candidates
 
 
 def _refine_data(

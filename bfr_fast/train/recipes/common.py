@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import nn
@@ -15,7 +15,7 @@ from bfr_fast.metrics import ClassifierExtractor, FeatureExtractor, ImageFeature
 from bfr_fast.report import save_image_grid
 from bfr_fast.train.options import default_cache_dir
 from bfr_fast.train.recipes.base import RunContext
-from bfr_fast.train.recipes.presets import ImagePreset, image_preset
+from bfr_fast.train.recipes.presets import image_preset
 from bfr_fast.train.trainer import TrainConfig, Trainer
 
 log = logging.getLogger("bfr_fast")
@@ -63,7 +63,14 @@ def ema_decay(steps: int) -> float:
     return min(0.999, max(0.0, 1.0 - 2.5 / steps))
 
 
-def train_config(ctx: RunContext, preset: ImagePreset, steps: int | None = None) -> TrainConfig:
+class OptimBudget(Protocol):
+    """What :func:`train_config` reads from a preset: its default steps and learning rate."""
+
+    steps: int
+    lr: float
+
+
+def train_config(ctx: RunContext, preset: OptimBudget, steps: int | None = None) -> TrainConfig:
     """The preset's optimisation settings with the CLI's overrides applied."""
     o = ctx.options
     total = o.steps or steps or preset.steps
@@ -87,7 +94,44 @@ class TrainedFlow(NamedTuple):
 
     model: nn.Module
     trainer: Trainer
-    loss: PathLoss
+    loss: Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+def fit_network(
+    ctx: RunContext,
+    name: str,
+    model: nn.Module,
+    loss: Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]],
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    config: TrainConfig,
+    batch_size: int,
+    offset: int = 0,
+) -> TrainedFlow:
+    """Trains ``model`` with ``loss(model, x, y)`` on minibatches of ``(x, y)``; returns its EMA copy, frozen.
+
+    Samples may have any shape (images, flat vectors); ``y`` None means unlabelled (the loss gets None).
+    ``--batch-size`` overrides ``batch_size``; batches are seeded with ``--seed`` + ``offset`` (+ rank), so that
+    the networks of one run see different orders. The trainer checkpoint is ``checkpoints/<name>.pt``; with
+    ``--resume`` training continues from it (a finished network loads without training).
+    """
+    labelled = y is not None
+    targets = y if labelled else torch.zeros(x.shape[0], dtype=torch.int64)
+    batch_size = min(ctx.options.batch_size or batch_size, x.shape[0])
+    generator = torch.Generator().manual_seed(ctx.options.seed + offset + ctx.dist.rank)
+    batches = InfiniteLoader(x, targets, batch_size, generator, device=ctx.device)
+
+    def loss_fn(m: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return loss(m, xb, yb if labelled else None)
+
+    trainer = Trainer(model.to(ctx.device), loss_fn, batches, config, ctx.folder.checkpoint(name), ctx.dist,
+                      description=name)
+    if ctx.options.resume:
+        trainer.resume()
+    trainer.fit()
+    ema = trainer.ema_model.eval()
+    ema.requires_grad_(False)
+    return TrainedFlow(ema, trainer, loss)
 
 
 def train_flow(
@@ -120,23 +164,9 @@ def train_flow(
         torch.manual_seed(seed + ctx.dist.rank)
     model = preset.build(data.image_shape[0], data.num_classes).to(ctx.device)
     loss = make_loss(model)
-    batch_size = ctx.options.batch_size or preset.batch_size
-    generator = torch.Generator().manual_seed((ctx.options.seed if seed is None else seed) + ctx.dist.rank)
-    batches = InfiniteLoader(data.train_x, data.train_y, batch_size, generator, device=ctx.device)
-
-    def loss_fn(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return loss(m, x, y if data.is_labelled else None)
-
-    trainer = Trainer(
-        model, loss_fn, batches, train_config(ctx, preset, steps), ctx.folder.checkpoint(name), ctx.dist,
-        description=name,
-    )
-    if ctx.options.resume:
-        trainer.resume()
-    trainer.fit()
-    ema = trainer.ema_model.eval()
-    ema.requires_grad_(False)
-    return TrainedFlow(ema, trainer, loss)
+    offset = 0 if seed is None else seed - ctx.options.seed  # batches seeded with `seed` (+ rank)
+    return fit_network(ctx, name, model, loss, data.train_x, data.train_y if data.is_labelled else None,
+                       train_config(ctx, preset, steps), preset.batch_size, offset)
 
 
 def label_dropout(data: ImageDataset) -> float:
