@@ -44,6 +44,12 @@ def setup(device: torch.device) -> DistributedContext:
 
 
 def teardown(context: DistributedContext) -> None:
-    """Leaves the process group, if one was joined."""
+    """Leaves the process group, if one was joined.
+
+    All ranks meet at a barrier first: a rank that destroys its gloo group while a peer is still inside a
+    collective (or its background threads still serve one) can abort the process ("terminate called without an
+    active exception"; seen once in CI under load).
+    """
     if context.enabled and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
