@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", help="data set: digits, mnist5k, mnist, cifar10, folder or npz (recipe default)")
     parser.add_argument("--data-root", type=Path, help="file or folder of a user data set (mnist, cifar10, ...)")
     parser.add_argument("--steps", type=int, help="training steps of each network (recipe default)")
+    parser.add_argument("--base-steps", type=int, help="training steps of the base generator of the refiner "
+                        "recipes (bfr, bfr-transfer, bfr-alpha, ala2); overrides --steps for the base only")
     parser.add_argument("--batch-size", type=int, help="training batch size (recipe default)")
     parser.add_argument("--lr", type=float, help="peak learning rate (recipe default)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="autocast precision")

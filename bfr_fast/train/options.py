@@ -40,6 +40,7 @@ class RunOptions:
     data: str | None = None
     data_root: Path | None = None
     steps: int | None = None
+    base_steps: int | None = None
     batch_size: int | None = None
     lr: float | None = None
     precision: str = "fp32"
@@ -53,7 +54,7 @@ class RunOptions:
     select: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "num_samples", "sampler_steps", "seeds"):
+        for name in ("steps", "base_steps", "batch_size", "num_samples", "sampler_steps", "seeds"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")

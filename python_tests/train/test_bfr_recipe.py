@@ -7,6 +7,7 @@ import json
 import pytest
 from PIL import Image
 
+from bfr_fast.checkpoint import load
 from bfr_fast.refiners import Refiner
 from bfr_fast.train.cli import main
 from bfr_fast.train.recipes import DEFAULT_RECIPE
@@ -25,8 +26,12 @@ EXPECTED = [
 NETWORKS = ("base", "noise_injection", "fmrefiner", "dfr", "lfr")
 
 
+BASE_STEPS = 6
+REFINER_STEPS = 4
+
+
 def _args(out, cache, *extra):
-    return ["--out", str(out), "--steps", "4", "--num-samples", "60", "--sampler-steps", str(SAMPLER_STEPS),
+    return ["--out", str(out), "--steps", str(REFINER_STEPS), "--base-steps", str(BASE_STEPS), "--num-samples", "60", "--sampler-steps", str(SAMPLER_STEPS),
             "--cache-dir", str(cache), "--device", "cpu", *extra]
 
 
@@ -51,6 +56,15 @@ def test_run_folder_holds_every_network_pool_and_cache(short_run):
         header = Refiner.read_header(out / "checkpoints" / f"{name}-refiner.pt")
         assert header["kind"] == name
     assert Refiner.read_header(out / "checkpoints" / "lfr-refiner.pt")["config"]["alpha"] == 0.1
+
+
+def test_base_steps_train_the_base_alone_longer(short_run):
+    out, _ = short_run
+    ckpt = out / "checkpoints"
+    assert load(ckpt / "base.pt")["step"] == BASE_STEPS
+    assert {load(ckpt / f"{n}.pt")["step"] for n in NETWORKS[1:]} == {REFINER_STEPS}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_steps"] == {"base": BASE_STEPS, "refiner": REFINER_STEPS}
 
 
 def test_rows_have_honest_nfe_same_seeds_and_grids(short_run):

@@ -58,6 +58,7 @@ def test_help_lists_recipes():
     [
         (["--recipe", "nope"], "--recipe: unknown recipe 'nope'"),
         (["--steps", "-1"], "--steps must be a positive integer"),
+        (["--base-steps", "0"], "--base-steps must be a positive integer"),
         (["--data", "cifar10", "--data-root", "/nonexistent/cifar", "--steps", "1"], "/nonexistent/cifar"),
         (["--device", "cuda:0"], "CUDA is not available"),
         (["--inception", "/nonexistent/inception.pt"], "inception-2015-12-05.pt"),

@@ -80,7 +80,7 @@ from bfr_fast.solvers.ode_solver import VelocityModel
 from bfr_fast.train.options import default_cache_dir
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
 from bfr_fast.train.recipes.bfr import cached_inversion, cached_pool, fit_refiner, table_candidates
-from bfr_fast.train.recipes.common import fit_network, train_config
+from bfr_fast.train.recipes.common import base_context, fit_network, train_config
 from bfr_fast.train.sampling import SamplerSpec, source_noise
 
 log = logging.getLogger("bfr_fast")
@@ -214,7 +214,7 @@ def train_base(ctx: RunContext, budget: Ala2Budget, x: torch.Tensor, base: str) 
     if base not in BASES:
         raise ValueError(f"base must be one of {BASES}, got {base!r}")
     network = _mlp(x.shape[1], budget.hidden, budget.depth)
-    config = train_config(ctx, budget, budget.base_steps)
+    config = train_config(base_context(ctx), budget, budget.base_steps)
     if base == "fm":
         return fit_network(ctx, "base", network, FlowMatchingLoss(coupling="ot"), x, None, config,
                            budget.batch_size).model
@@ -364,7 +364,8 @@ def run(ctx: RunContext, base_kind: str = "fm") -> RunResult:
         "threshold_nm": THRESHOLD_NM,
         "threshold_angstrom": THRESHOLD_NM * ANGSTROMS_PER_NM,
         "energy_cutoff_kj_mol": ENERGY_CUTOFF,
-        "budget": {**asdict(budget), "steps_override": ctx.options.steps, "sampler_steps": generator.num_steps,
+        "budget": {**asdict(budget), "steps_override": ctx.options.steps,
+                   "base_steps_override": ctx.options.base_steps, "sampler_steps": generator.num_steps,
                    "num_samples": n},
         "base_sampler": {"method": generator.method, "steps": generator.num_steps},
         "inversion_error": error,

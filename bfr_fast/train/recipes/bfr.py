@@ -23,7 +23,8 @@ training images) uses the 28x28 preset base (4000 steps) and 1500 refiner steps,
 on the same CPU: base 1.26 s/step, refiner 1.3 s/step, 10 ms per image and base call (pool, inversion, sampling):
 about 85 min base, 40 min pool and inversion, 2 h refiners, 30 min evaluation, roughly 4.5 h in all; run it on
 a GPU. (A smoke run, ``--steps 20 --sampler-steps 2 --num-samples 200``, took 9 min, the mnist5k classifier
-included.) ``--steps`` sets every network's steps, ``--sampler-steps`` the base sampler.
+included.) ``--steps`` sets every network's steps, ``--base-steps`` the base's alone (over ``--steps``),
+``--sampler-steps`` the base sampler.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from bfr_fast.refiners import (
 from bfr_fast.report import markdown_table, tables
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
 from bfr_fast.train.recipes.common import (
+    base_context,
     build_extractor,
     evaluate_row,
     fit_network,
@@ -124,11 +126,11 @@ class BfrSetup:
         return self.data.train_y if self.data.is_labelled else None
 
 
-def prepare(ctx: RunContext, base_name: str = "base", base_steps: int | None = None) -> BfrSetup:
+def prepare(ctx: RunContext) -> BfrSetup:
     """Loads the data and trains (or, on resume, loads) the base; returns it frozen with its sampler."""
     data = load_data(ctx)
     budget = bfr_budget(data.image_shape)
-    base = train_base_flow(ctx, data, name=base_name, steps=base_steps or budget.base_steps)
+    base = train_base_flow(base_context(ctx), data, steps=budget.base_steps)
     steps = ctx.options.sampler_steps or budget.sampler_steps
     return BfrSetup(data, budget, SamplerSpec("euler", steps).generator(base))
 
@@ -388,6 +390,8 @@ def run(ctx: RunContext) -> RunResult:
         "extractor": extractor.name,
         "extractor_test_accuracy": getattr(extractor, "test_accuracy", None),
         "base_sampler": {"method": setup.generator.method, "steps": setup.generator.num_steps},
+        "train_steps": {"base": base_context(ctx).options.steps or setup.budget.base_steps,
+                        "refiner": ctx.options.steps or setup.budget.refiner_steps},
         "inversion_error": error,
         "real": real,
         "rows": rows,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, NamedTuple, Protocol
 
 import torch
@@ -68,6 +69,16 @@ class OptimBudget(Protocol):
 
     steps: int
     lr: float
+
+
+def base_context(ctx: RunContext) -> RunContext:
+    """``ctx`` as the base generator of a refiner recipe sees it: ``--base-steps``, when given, as its ``--steps``.
+
+    The refiners are cheap next to their base (the papers train them for a fraction of its steps), so a short run
+    can shrink the refiners with ``--steps`` and keep a better-trained base with ``--base-steps``.
+    """
+    steps = ctx.options.base_steps
+    return ctx if steps is None else replace(ctx, options=replace(ctx.options, steps=steps))
 
 
 def train_config(ctx: RunContext, preset: OptimBudget, steps: int | None = None) -> TrainConfig:
