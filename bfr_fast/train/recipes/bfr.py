@@ -370,8 +370,11 @@ def run(ctx: RunContext) -> RunResult:
     n = ctx.options.num_samples or image_preset(data.image_shape).num_samples
     real = evaluate_row(ctx, {"method": "real", "seed": None}, data.train_x[:n], reference, extractor, "real")
     error = cache.error_summary()
+    steps = {"base": base_context(ctx).options.steps or setup.budget.base_steps,
+             "refiner": ctx.options.steps or setup.budget.refiner_steps}
     title = (
-        f"BFR on `{data.name}` ({data.train_x.shape[0]} training images): base = Euler {setup.generator.num_steps} "
+        f"BFR on `{data.name}` ({data.train_x.shape[0]} training images): base trained {steps['base']} steps, "
+        f"each refiner {steps['refiner']}; base sampler = Euler {setup.generator.num_steps} "
         f"steps; {n} samples per row and seed, scored against the {data.test_x.shape[0]} held-out test images "
         f"with `{extractor.name}`; mean ± std over {setup.budget.eval_seeds} seeds"
     )
@@ -390,8 +393,7 @@ def run(ctx: RunContext) -> RunResult:
         "extractor": extractor.name,
         "extractor_test_accuracy": getattr(extractor, "test_accuracy", None),
         "base_sampler": {"method": setup.generator.method, "steps": setup.generator.num_steps},
-        "train_steps": {"base": base_context(ctx).options.steps or setup.budget.base_steps,
-                        "refiner": ctx.options.steps or setup.budget.refiner_steps},
+        "train_steps": steps,
         "inversion_error": error,
         "real": real,
         "rows": rows,
