@@ -116,11 +116,12 @@ def bfr_budget(image_shape: tuple[int, int, int]) -> BfrBudget:
 
 @dataclass
 class BfrSetup:
-    """What the BFR recipes share: data, budget, the frozen base with its sampler, and the refiners' inputs."""
+    """What the BFR recipes share: data, budget, the frozen base with its sampler and the steps it trained."""
 
     data: ImageDataset
     budget: BfrBudget
     generator: FrozenGenerator
+    base_steps: int
 
     @property
     def labels_or_none(self) -> torch.Tensor | None:
@@ -131,9 +132,11 @@ def prepare(ctx: RunContext) -> BfrSetup:
     """Loads the data and trains (or, on resume, loads) the base; returns it frozen with its sampler."""
     data = load_data(ctx)
     budget = bfr_budget(data.image_shape)
-    base = train_base_flow(base_context(ctx), data, steps=budget.base_steps)
+    base_ctx = base_context(ctx)
+    base = train_base_flow(base_ctx, data, steps=budget.base_steps)
     steps = ctx.options.sampler_steps or budget.sampler_steps
-    return BfrSetup(data, budget, SamplerSpec("euler", steps).generator(base))
+    return BfrSetup(data, budget, SamplerSpec("euler", steps).generator(base),
+                    base_ctx.options.steps or budget.base_steps)
 
 
 def sample_pool(ctx: RunContext, setup: BfrSetup, name: str = "pool") -> SamplePool:
@@ -371,8 +374,7 @@ def run(ctx: RunContext) -> RunResult:
     n = ctx.options.num_samples or image_preset(data.image_shape).num_samples
     real = evaluate_row(ctx, {"method": "real", "seed": None}, data.train_x[:n], reference, extractor, "real")
     error = cache.error_summary()
-    steps = {"base": base_context(ctx).options.steps or setup.budget.base_steps,
-             "refiner": ctx.options.steps or setup.budget.refiner_steps}
+    steps = {"base": setup.base_steps, "refiner": ctx.options.steps or setup.budget.refiner_steps}
     title = (
         f"BFR on `{data.name}` ({data.train_x.shape[0]} training images): base trained {steps['base']} steps, "
         f"each refiner {steps['refiner']}; base sampler = Euler {setup.generator.num_steps} "

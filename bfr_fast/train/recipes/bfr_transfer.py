@@ -22,7 +22,7 @@ from bfr_fast.train.recipes.bfr import (
     table_columns,
     train_refiners,
 )
-from bfr_fast.train.recipes.common import base_context, build_extractor, train_base_flow
+from bfr_fast.train.recipes.common import build_extractor, train_base_flow
 from bfr_fast.train.sampling import SamplerSpec
 
 WEAK_FRACTION = 4  # the weak base trains for base_steps // WEAK_FRACTION steps
@@ -30,7 +30,7 @@ WEAK_FRACTION = 4  # the weak base trains for base_steps // WEAK_FRACTION steps
 
 def run(ctx: RunContext) -> RunResult:
     strong = prepare(ctx)
-    weak_steps = max((base_context(ctx).options.steps or strong.budget.base_steps) // WEAK_FRACTION, 1)
+    weak_steps = max(strong.base_steps // WEAK_FRACTION, 1)
     weak_ctx = replace(ctx, options=replace(ctx.options, steps=weak_steps, base_steps=None))
     weak_model = train_base_flow(weak_ctx, strong.data, name="base-weak")
     weak = replace(strong, generator=SamplerSpec("euler", strong.generator.num_steps).generator(weak_model))
