@@ -2,29 +2,43 @@ r"""DEFAR: flow matching that corrects its own exposure bias, by Anti-Drift Rect
 Compensation (FC).
 
 The paper's equations are not public; this is the reconstruction of DESIGN.md §5, and every reconstructed choice
-(R) is an argument of :class:`DEFARLoss`. On the linear path, with :math:`\epsilon` the source and :math:`x_1` the
+(R) is an argument of :class:`DEFARLoss`. The default variant: ADR as a per-element mean (``adr_reduction="mean"``),
+the FC weight normalised to mean 1 (``fc_normalize=True``), no gradient through the simulated state
+(``grad_through_simulation=False``). On the linear path, with :math:`\epsilon` the source and :math:`x_1` the
 data (general interpolants below):
 
 - :math:`t_s \sim U(0, 1)`, :math:`t_e \sim U(t_s, 1)`; :math:`x_{t_s}`, :math:`x_{t_e}` on the path of
   :math:`(\epsilon, x_1)`.
 - One-step simulation: :math:`\hat x = x_{t_s} + (t_e - t_s)\, \mathrm{sg}[v_\theta(x_{t_s}, t_s)]`
-  (``steps = n`` takes n Euler steps, :mod:`bfr_fast.losses.simulation`).
+  (``steps = n`` takes n Euler steps, :mod:`bfr_fast.losses.simulation`; without the :math:`\mathrm{sg}` under
+  ``grad_through_simulation``, below).
 - Exposure bias, in velocity space (R): :math:`\delta = \mathrm{sg}[v_\theta(\hat x, t_e) - v_\theta(x_{t_e}, t_e)]`.
 - ADR: :math:`u = x_1 - \hat x`, :math:`\hat v = v_\theta(\hat x, t_e)` with gradient, and (``adr_normalize``, R)
+  the unit vectors :math:`e_v = \hat v/\max(\|\hat v\|, \varepsilon)`, :math:`e_u = u/\max(\|u\|, \varepsilon)`, norms
+  per sample over all of its :math:`D` elements. By default (``adr_reduction="mean"``) the term is their MSE, the
+  mean over batch and elements, the reduction of the flow-matching term (the paper's figure labels it "MSE"):
 
   .. math::
-      L_\mathrm{ADR} = \mathrm{mean}_b \Big\| \frac{\hat v}{\max(\|\hat v\|, \varepsilon)}
-          - \frac{u}{\max(\|u\|, \varepsilon)} \Big\|^2 \in [0, 4]
+      L_\mathrm{ADR} = \frac{1}{BD} \sum_{j=1}^{B} \sum_{i=1}^{D} (e_{v,ji} - e_{u,ji})^2 \in [0, 4/D].
 
-  (norms per sample, over all of its elements), or un-normalised :math:`\mathrm{mean}(\hat v - u)^2` over every
-  element, the flow-matching scale. If :math:`\hat x = x_{t_e}`, :math:`u = (1 - t_e)(x_1 - \epsilon)` is parallel to
-  the flow-matching target, so normalised ADR agrees with flow matching; the raw form then asks for
-  :math:`(1 - t_e)` times it.
-- FC (R): :math:`W = 1 + \gamma\, s/(\bar s + \varepsilon)`, :math:`s = |\mathrm{source}|` summed over channels,
-  :math:`L_\mathrm{FC} = \mathrm{mean}\; W \odot (v_\theta(x_{t_s}, t_s) - (x_1 - \epsilon))^2`
-  by :func:`bfr_fast.ops.fc_weighted_mse`; the source is :math:`\delta` (optionally low-passed first, R), or, for the
-  Table-7 ablation, the low-/high-passed image, the image, or the noise. ``fc=False`` keeps the term with
-  :math:`W \equiv 1`: plain flow matching.
+  ``adr_reduction="sum"`` sums over the elements instead, :math:`\frac1B \sum_j \|e_{v,j} - e_{u,j}\|^2 \in [0, 4]`:
+  :math:`D` times the default, the variant of this project's tables before the fix (64× on 8×8 digits), kept for
+  the ablation. Un-normalised (``adr_normalize=False``) the same reductions apply to :math:`\hat v - u`. If
+  :math:`\hat x = x_{t_e}`, :math:`u = (1 - t_e)(x_1 - \epsilon)` is parallel to the flow-matching target, so
+  normalised ADR agrees with flow matching; the raw form then asks for :math:`(1 - t_e)` times it.
+- FC (R): the weight, by default (``fc_normalize``) normalised to mean 1 over a sample's positions, so that turning
+  FC on does not rescale the term,
+
+  .. math::
+      W = \frac{1 + \gamma\, s/(\bar s + \varepsilon)}{1 + \gamma}, \qquad
+      L_\mathrm{FC} = \mathrm{mean}\; W \odot (v_\theta(x_{t_s}, t_s) - (x_1 - \epsilon))^2,
+
+  :math:`s = |\mathrm{source}|` summed over channels, :math:`\bar s` its mean over the positions (the mean of
+  :math:`W` is :math:`1 - \gamma\varepsilon/((1 + \gamma)(\bar s + \varepsilon))`, 1 up to :math:`\varepsilon`).
+  ``fc_normalize=False`` drops the :math:`1/(1 + \gamma)`: a weight of mean :math:`1 + \gamma`, the variant of the
+  tables before the fix. Computed by :func:`bfr_fast.ops.fc_weighted_mse`; the source is :math:`\delta` (optionally
+  low-passed first, R), or, for the Table-7 ablation, the low-/high-passed image, the image, or the noise.
+  ``fc=False`` keeps the term with :math:`W \equiv 1`: plain flow matching.
 - :math:`L = \beta_\mathrm{FC} L_\mathrm{FC} + \lambda_\mathrm{ADR} L_\mathrm{ADR}`, defaults :math:`\gamma = 1`,
   :math:`\lambda_\mathrm{ADR} = 10`, :math:`\beta_\mathrm{FC} = 1`.
 
@@ -35,11 +49,20 @@ data (general interpolants below):
    :math:`\delta`.
 3. :math:`v_\theta(x_{t_e}, t_e)`, **without** gradient: the second half of :math:`\delta`.
 
-No gradient crosses the simulation (:math:`\hat x` is a constant) or the FC weight. With ``steps = n``, the
-simulation adds ``n - 1`` calls without gradient: ``n + 2`` calls, 2 with gradient. Calls a configuration does
+By default no gradient crosses the simulation (:math:`\hat x` is a constant) or the FC weight. With ``steps = n``,
+the simulation adds ``n - 1`` calls without gradient: ``n + 2`` calls, 2 with gradient. Calls a configuration does
 not need are skipped (:attr:`DEFARLoss.forward_passes`): ADR without the exposure-bias source needs no call 3;
 FC from an image or noise source without ADR needs only call 1 (plain FM cost); call 1 runs without gradient
 when :math:`\beta_\mathrm{FC} = 0`, call 2 without gradient when only FC uses it.
+
+**Gradients through the simulation** (``grad_through_simulation=True``, R; the paper's appendix blames its
+multi-step failures on "the variance of the gradients backpropagated through the intermediate states", so they
+probably flow there): :math:`\hat x = x_{t_s} + (t_e - t_s)\, v_\theta(x_{t_s}, t_s)` keeps its graph, so the ADR
+term's gradient reaches :math:`\theta` through call 2's input and, from there, through every simulation call, which
+now records a graph too: call 1 always (also when :math:`\beta_\mathrm{FC} = 0`) and the ``n - 1`` intermediate
+calls, ``n + 1`` calls with gradient and their activations held until the backward pass. The ADR target :math:`u`
+and the exposure bias :math:`\delta` stay built from :math:`\mathrm{sg}[\hat x]`: a target with a gradient would
+let the loss move the target towards the prediction.
 
 **Other interpolants** :math:`x_t = \alpha x_1 + \sigma \epsilon`. The FC target is the interpolant's velocity
 target :math:`\alpha'(t_s) x_1 + \sigma'(t_s)\epsilon`. ADR's :math:`u` generalises to
@@ -52,6 +75,8 @@ the path member through :math:`\hat x` that ends at :math:`x_1`,
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -61,6 +86,7 @@ from bfr_fast.ops import fc_weighted_mse, frequency_filter
 from bfr_fast.paths import Interpolant
 
 WEIGHT_SOURCES: tuple[str, ...] = ("exposure_bias", "lowpass_image", "highpass_image", "image", "noise")
+ADR_REDUCTIONS: tuple[str, ...] = ("mean", "sum")
 
 
 class DEFARLoss(PathLoss):
@@ -82,8 +108,14 @@ class DEFARLoss(PathLoss):
         image_cutoff: Radius of the ``"lowpass_image"`` / ``"highpass_image"`` filters (R).
         adr_normalize: Compare directions (normalised :math:`\\hat v` and :math:`u`) or the raw vectors (R,
             Table 6).
+        adr_reduction: ``"mean"`` over batch and elements (default, the flow-matching term's scale) or ``"sum"``
+            over a sample's elements, mean over the batch (:math:`D` times larger; the pre-fix variant).
+        fc_normalize: Divide the FC weight by :math:`1 + \\gamma` (mean 1 per sample, default); ``False`` keeps
+            the pre-fix weight of mean :math:`1 + \\gamma`.
+        grad_through_simulation: Let the ADR gradient flow through :math:`\\hat x` into the simulation's calls
+            (needs ``adr``; module docstring). Default ``False``: :math:`\\hat x` is a constant.
         steps: Simulated steps of multi-step ADR (>= 1).
-        timesteps: ``"random"`` or ``"equal"`` (:mod:`bfr_fast.losses.simulation`).
+        timesteps: One of :data:`~bfr_fast.losses.simulation.TIMESTEP_STRATEGIES`.
         eps: :math:`\\varepsilon > 0` guarding the FC mean and the ADR norms.
         coupling: ``"independent"`` or ``"ot"``.
         interpolant: The path (default linear; no path noise).
@@ -105,6 +137,9 @@ class DEFARLoss(PathLoss):
         bias_lowpass_cutoff: float | None = None,
         image_cutoff: float = 0.5,
         adr_normalize: bool = True,
+        adr_reduction: str = "mean",
+        fc_normalize: bool = True,
+        grad_through_simulation: bool = False,
         steps: int = 1,
         timesteps: str = "random",
         eps: float = 1e-6,
@@ -135,11 +170,18 @@ class DEFARLoss(PathLoss):
             raise ValueError("beta_fc must be > 0 with fc=True (beta_fc weighs the FC term)")
         if not adr and self.beta_fc == 0:
             raise ValueError("beta_fc = 0 and adr=False leave no loss term")
+        if adr_reduction not in ADR_REDUCTIONS:
+            raise ValueError(f"adr_reduction must be one of {ADR_REDUCTIONS}, got {adr_reduction!r}")
+        if grad_through_simulation and not adr:
+            raise ValueError("grad_through_simulation needs adr=True (only ADR sees the simulated state's gradient)")
         self.adr = bool(adr)
         self.fc = bool(fc)
         self.weight_source = weight_source
         self.bias_lowpass_cutoff = bias_lowpass_cutoff
         self.adr_normalize = bool(adr_normalize)
+        self.adr_reduction = adr_reduction
+        self.fc_normalize = bool(fc_normalize)
+        self.grad_through_simulation = bool(grad_through_simulation)
 
     @property
     def _needs_bias(self) -> bool:
@@ -150,7 +192,24 @@ class DEFARLoss(PathLoss):
         """Model calls per training step and how many record a graph (module docstring)."""
         simulated = self.adr or self._needs_bias
         total = 1 + (self.steps if simulated else 0) + (1 if self._needs_bias else 0)
+        if self.grad_through_simulation:  # call 1, the n - 1 intermediate calls and call 2
+            return ForwardPasses(total, self.steps + 1)
         return ForwardPasses(total, int(self.beta_fc > 0) + int(self.adr))
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The coupling and what this variant computes: ADR's form and reduction, FC's normalisation, the
+        simulation."""
+        out = dict(super().settings)
+        out["adr"] = (f"{'direction' if self.adr_normalize else 'raw'} {self.adr_reduction}, "
+                      f"lambda {self.lambda_adr:g}") if self.adr else "off"
+        fc = f"{'normalised' if self.fc_normalize else 'mean 1+gamma'}, gamma {self.gamma:g}, {self.weight_source}"
+        out["fc"] = fc if self.fc else "off"
+        if self.beta_fc != 1:
+            out["beta_fc"] = self.beta_fc
+        out["simulation"] = (f"{self.steps} {self.timesteps}"
+                             + (", grad through" if self.grad_through_simulation else ""))
+        return out
 
     def fc_source(self, x0: torch.Tensor, x1: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """The tensor whose channel-summed magnitude :math:`s` sets the FC weight, per ``weight_source``.
@@ -173,13 +232,13 @@ class DEFARLoss(PathLoss):
         return x1 if self.weight_source == "image" else x0
 
     def _adr(self, v_hat: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        if not self.adr_normalize:
-            return velocity_mse(v_hat, u)
         dtype = torch.promote_types(u.dtype, torch.float32)
         v_hat, u = v_hat.to(dtype).flatten(1), u.to(dtype).flatten(1)
-        v_dir = v_hat / v_hat.norm(dim=1, keepdim=True).clamp_min(self.eps)
-        u_dir = u / u.norm(dim=1, keepdim=True).clamp_min(self.eps)
-        return (v_dir - u_dir).pow(2).sum(dim=1).mean()
+        if self.adr_normalize:
+            v_hat = v_hat / v_hat.norm(dim=1, keepdim=True).clamp_min(self.eps)
+            u = u / u.norm(dim=1, keepdim=True).clamp_min(self.eps)
+        squared = (v_hat - u).pow(2)
+        return squared.mean() if self.adr_reduction == "mean" else squared.sum(dim=1).mean()
 
     def forward(
         self, model: nn.Module, x1: torch.Tensor, y: torch.Tensor | None = None
@@ -189,7 +248,7 @@ class DEFARLoss(PathLoss):
         dtype = torch.promote_types(x1.dtype, torch.float32)  # of the loss terms, whatever the model's output dtype
         x_start, target = path.sample(x0, x1, t_start)
         grad = torch.is_grad_enabled()
-        with torch.set_grad_enabled(grad and self.beta_fc > 0):
+        with torch.set_grad_enabled(grad and (self.beta_fc > 0 or self.grad_through_simulation)):
             v_start = model(x_start, t_start, y)  # call 1
         logs: dict[str, torch.Tensor] = {}
         loss = torch.zeros((), device=x1.device)
@@ -197,7 +256,8 @@ class DEFARLoss(PathLoss):
         if self.adr or self._needs_bias:
             times = simulation_times(t_start, self.steps, self.timesteps, path.t_max)
             t_end = times[-1]
-            x_hat = simulate(model, x_start, times, y, first_velocity=v_start)  # n - 1 calls
+            x_hat = simulate(model, x_start, times, y, first_velocity=v_start,  # n - 1 calls
+                             grad=self.grad_through_simulation)
             with torch.set_grad_enabled(grad and self.adr):
                 v_hat = model(x_hat, t_end, y)  # call 2
             if self._needs_bias:
@@ -206,7 +266,7 @@ class DEFARLoss(PathLoss):
                 bias = v_hat.detach().to(dtype) - v_end.to(dtype)
                 logs["exposure_bias"] = bias.pow(2).mean()
             if self.adr:
-                adr = self._adr(v_hat, path.direction_towards(x_hat, x1, t_end))
+                adr = self._adr(v_hat, path.direction_towards(x_hat.detach(), x1, t_end))
                 logs["adr"] = adr.detach()
                 loss = loss + self.lambda_adr * adr
         if self.beta_fc > 0:
@@ -215,6 +275,8 @@ class DEFARLoss(PathLoss):
             if self.fc:
                 source = self.fc_source(x0.to(dtype), x1.to(dtype), bias)
                 fm = fc_weighted_mse(v_start.to(dtype), target.to(dtype), source, self.gamma, self.eps).mean()
+                if self.fc_normalize:
+                    fm = fm / (1 + self.gamma)  # the weight is linear in its numerator: this is W / (1 + gamma)
                 logs["fc"] = fm.detach()
             loss = loss + self.beta_fc * fm
         return loss, logs

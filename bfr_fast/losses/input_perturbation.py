@@ -13,6 +13,8 @@ One forward pass, with gradient.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -46,6 +48,11 @@ class InputPerturbationLoss(PathLoss):
     ) -> None:
         super().__init__(coupling, interpolant, label_dropout, null_class)
         self.perturbation = check_nonnegative("perturbation", perturbation)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The coupling and the perturbation scale."""
+        return {**super().settings, "perturbation": self.perturbation}
 
     def forward(
         self, model: nn.Module, x1: torch.Tensor, y: torch.Tensor | None = None

@@ -9,7 +9,7 @@ A batch is drawn in one fixed order, so that losses built on it see the same ran
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -103,6 +103,11 @@ class PathLoss(nn.Module):
     def forward_passes(self) -> ForwardPasses:
         """Model calls per training step (one, with gradient, unless a subclass says otherwise)."""
         return ForwardPasses(1, 1)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The switches that tell this loss's variant apart (subclasses add theirs), e.g. for a table's rows."""
+        return {"coupling": self.coupling}
 
     def draw(self, x1: torch.Tensor, y: torch.Tensor | None = None, x0: torch.Tensor | None = None) -> PathBatch:
         """Draws sources (unless ``x0`` is given), pairs them with ``x1``, draws times and drops labels, in the

@@ -38,16 +38,25 @@ def per_sample(t):
     return t.view(-1, 1, 1, 1)
 
 
-def fc_reference(pred, target, source, gamma, eps):
-    """mean of W (pred - target)^2 with the weight map written out."""
+def fc_weight(source, gamma, eps, normalize=True):
+    """W = (1 + γ s / (mean s + ε)) / (1 + γ), s = |source| summed over channels; without the 1/(1 + γ) unless
+    ``normalize``."""
     s = source.abs().sum(dim=1, keepdim=True)
     weight = 1 + gamma * s / (s.mean(dim=(1, 2, 3), keepdim=True) + eps)
-    return (weight * (pred - target) ** 2).mean()
+    return weight / (1 + gamma) if normalize else weight
 
 
-def adr_reference(v, u):
+def fc_reference(pred, target, source, gamma, eps, normalize=True):
+    """mean of W (pred - target)^2 with the weight map written out."""
+    return (fc_weight(source, gamma, eps, normalize) * (pred - target) ** 2).mean()
+
+
+def adr_reference(v, u, reduction="mean"):
+    """The squared difference of the per-sample unit vectors: mean over batch and elements, or summed over a
+    sample's elements and averaged over the batch."""
     v, u = v.flatten(1), u.flatten(1)
-    return (v / v.norm(dim=1, keepdim=True) - u / u.norm(dim=1, keepdim=True)).pow(2).sum(1).mean()
+    squared = (v / v.norm(dim=1, keepdim=True) - u / u.norm(dim=1, keepdim=True)).pow(2)
+    return squared.mean() if reduction == "mean" else squared.sum(1).mean()
 
 
 def test_full_defar_follows_the_definitions(recording_model):
@@ -165,7 +174,6 @@ def test_each_weight_source_sets_the_fc_weight(recording_model, source):
     }[source]()
     expected = fc_reference(model.calls[0].out.detach(), x1 - eps, expected_source, 2.0, 1e-6)
     torch.testing.assert_close(logs["fc"], expected)
-    assert logs["fc"] > logs["fm"]  # every weight is >= 1
 
 
 def test_both_off_is_flow_matching(recording_model):
@@ -233,10 +241,88 @@ def test_adr_target_on_other_paths_is_the_direction_towards_the_data(recording_m
 
 def test_equal_timesteps_partition_the_rest_of_the_interval(recording_model):
     model = recording_model()
-    DEFARLoss(steps=3, timesteps="equal")(model, images(7))
+    DEFARLoss(steps=3, timesteps="equal_fixed")(model, images(7))
     t_s = model.calls[0].t
     for k in range(1, 4):
         torch.testing.assert_close(model.calls[k].t, t_s + k * (1 - t_s) / 4)
+
+    model = recording_model()
+    DEFARLoss(steps=3, timesteps="equal")(model, images(7))
+    t_s = model.calls[0].t
+    for k in range(1, 4):  # step k ends inside the k-th of 3 equal parts of [t_s, 1]
+        assert (model.calls[k].t >= t_s + (k - 1) * (1 - t_s) / 3).all()
+        assert (model.calls[k].t <= t_s + k * (1 - t_s) / 3).all()
+
+
+def test_adr_mean_is_the_sum_over_the_elements_divided_by_their_number(recording_model):
+    x1 = images(8)
+    d = x1[0].numel()
+    logs = {}
+    for reduction in ("mean", "sum"):
+        model = recording_model()
+        torch.manual_seed(8)
+        _, logs[reduction] = DEFARLoss(coupling="independent", fc=False, adr_reduction=reduction)(model, x1)
+        start, simulated = model.calls
+        expected = adr_reference(simulated.out.detach(), x1 - simulated.x, reduction)
+        torch.testing.assert_close(logs[reduction]["adr"], expected)
+    torch.testing.assert_close(logs["mean"]["adr"], logs["sum"]["adr"] / d, rtol=1e-6, atol=0)
+    assert 0 < logs["mean"]["adr"] <= 4 / d
+
+    # Raw ADR takes the same reductions: mean (v̂ - u)^2, or its per-sample sum.
+    model = recording_model()
+    torch.manual_seed(8)
+    _, raw = DEFARLoss(coupling="independent", fc=False, adr_normalize=False, adr_reduction="sum")(model, x1)
+    simulated = model.calls[1]
+    torch.testing.assert_close(raw["adr"], (simulated.out.detach() - (x1 - simulated.x)).pow(2).sum() / B)
+
+
+def test_the_normalised_fc_weight_has_mean_one_per_sample(recording_model):
+    x1, gamma, eps = images(9), 1.5, 1e-9
+    terms = {}
+    for normalize in (True, False):
+        model = recording_model()
+        torch.manual_seed(9)
+        _, logs = DEFARLoss(coupling="independent", adr=False, gamma=gamma, eps=eps, fc_normalize=normalize)(
+            model, x1
+        )
+        terms[normalize] = logs["fc"]
+    torch.manual_seed(9)
+    noise, _ = replay(x1)
+    start, simulated, true = model.calls
+    bias = simulated.out - true.out
+    weight = fc_weight(bias, gamma, eps)
+    mean = weight.mean(dim=(1, 2, 3))
+    s_bar = bias.abs().sum(dim=1).mean(dim=(1, 2))
+    torch.testing.assert_close(mean, 1 - gamma * eps / ((1 + gamma) * (s_bar + eps)))  # the exact mean
+    torch.testing.assert_close(mean, torch.ones(B), atol=1e-6, rtol=0)
+    torch.testing.assert_close(terms[True], (weight * (start.out.detach() - (x1 - noise)) ** 2).mean())
+    torch.testing.assert_close(terms[False], (1 + gamma) * terms[True])
+
+
+def test_gradients_reach_the_simulation_only_with_grad_through_simulation(recording_model):
+    x1 = images(10)
+    for through in (False, True):
+        model = recording_model()
+        torch.manual_seed(10)
+        loss_fn = DEFARLoss(coupling="independent", fc=False, steps=2, grad_through_simulation=through)
+        loss, _ = loss_fn(model, x1)
+        loss.backward()
+        start, middle, end = model.calls
+        assert middle.grad_enabled is through and (middle.out_grad is not None) is through
+        assert loss_fn.forward_passes == (3, 3 if through else 2)
+        # The explicit formula: x̂ = x_s + Δ₀ v(x_s) + Δ₁ v(x_mid), a function of θ when `through`; u = x1 - sg[x̂].
+        reference = recording_model()
+        torch.manual_seed(10)
+        noise, times = replay(x1, 2)
+        v_start = reference(start.x, times[0])
+        x_mid = start.x + per_sample(times[1] - times[0]) * (v_start if through else v_start.detach())
+        v_mid = reference(x_mid, times[1])
+        x_hat = x_mid + per_sample(times[2] - times[1]) * (v_mid if through else v_mid.detach())
+        torch.testing.assert_close(end.x, x_hat.detach())
+        total = (v_start - (x1 - noise)).pow(2).mean() + 10 * adr_reference(reference(x_hat, times[2]), x1 - x_hat.detach())
+        total.backward()
+        for name, p in model.named_parameters():
+            torch.testing.assert_close(p.grad, dict(reference.named_parameters())[name].grad, msg=name)
 
 
 class TinyNet(nn.Module):
@@ -283,6 +369,8 @@ def test_the_trainer_takes_every_loss_under_bf16_autocast(loss_fn):
         (dict(timesteps="linear"), "timesteps"),
         (dict(interpolant=LinearPath(0.2)), "noise-free"),
         (dict(label_dropout=0.1), "null_class"),
+        (dict(adr_reduction="max"), "adr_reduction must be one of"),
+        (dict(adr=False, grad_through_simulation=True), "grad_through_simulation needs adr"),
     ],
 )
 def test_bad_arguments(kwargs, match):
