@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -66,25 +67,31 @@ def run(options: RunOptions) -> RunFolder:
     """Runs ``options.recipe`` and writes its run folder; returns the folder."""
     ctx_dist = distributed.setup(resolve_device(options.device))
     folder = RunFolder(options.out)
-    if ctx_dist.is_main:
-        folder.root.mkdir(parents=True, exist_ok=True)
-    configure_logging(folder.log if ctx_dist.is_main else None, ctx_dist.is_main)
-    torch.manual_seed(options.seed + ctx_dist.rank)
-    start = time.time()
     try:
-        if ctx_dist.is_main:
-            folder.write_json(folder.config, {"options": options.to_json(), "device": str(ctx_dist.device),
-                                              "world_size": ctx_dist.world_size, "torch": torch.__version__})
-        log.info("recipe %s on %s, run folder %s", options.recipe, ctx_dist.device, folder.root)
-        result = RECIPES[options.recipe].run(RunContext(options, folder, ctx_dist.device, ctx_dist))
-        if ctx_dist.is_main:
-            elapsed = time.time() - start
-            folder.write_json(folder.metrics, {**result.metrics, "seconds": round(elapsed, 1)})
-            write_text_atomic(folder.results, result.results_md)
-            log.info("done in %.0f s: %s", elapsed, folder.results)
+        # The main process alone writes the folder, so it alone claims it; torchrun stops the other ranks if it
+        # fails.
+        with folder.claim(options.resume) if ctx_dist.is_main else nullcontext(folder):
+            configure_logging(folder.log if ctx_dist.is_main else None, ctx_dist.is_main)
+            _run_recipe(options, folder, ctx_dist)
     finally:
         distributed.teardown(ctx_dist)
     return folder
+
+
+def _run_recipe(options: RunOptions, folder: RunFolder, ctx_dist: distributed.DistributedContext) -> None:
+    """Writes ``config.json``, runs the recipe, writes ``metrics.json`` and ``results.md`` (main process only)."""
+    torch.manual_seed(options.seed + ctx_dist.rank)
+    start = time.time()
+    if ctx_dist.is_main:
+        folder.write_json(folder.config, {"options": options.to_json(), "device": str(ctx_dist.device),
+                                          "world_size": ctx_dist.world_size, "torch": torch.__version__})
+    log.info("recipe %s on %s, run folder %s", options.recipe, ctx_dist.device, folder.root)
+    result = RECIPES[options.recipe].run(RunContext(options, folder, ctx_dist.device, ctx_dist))
+    if ctx_dist.is_main:
+        elapsed = time.time() - start
+        folder.write_json(folder.metrics, {**result.metrics, "seconds": round(elapsed, 1)})
+        write_text_atomic(folder.results, result.results_md)
+        log.info("done in %.0f s: %s", elapsed, folder.results)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,8 +72,6 @@ class RunOptions:
             )
         if self.select is not None and not [p for p in self.select.split(",") if p.strip()]:
             raise ValueError(f"--select must name at least one part, got {self.select!r}")
-        if self.resume and not self.out.is_dir():
-            raise ValueError(f"--resume: the run folder {self.out} does not exist (pass the --out of the run)")
 
     def to_json(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}

@@ -1,10 +1,18 @@
-"""The run folder every CLI run writes: resolved config, log, checkpoints, metrics.json, results.md, PNG grids."""
+"""The run folder every CLI run writes: resolved config, log, checkpoints, metrics.json, results.md, PNG grids.
+
+A run folder belongs to one run: :meth:`RunFolder.claim` is the one place that creates it, refuses a folder that
+already holds a run (unless the run resumes it), and locks it so that no second process writes it at once.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +32,8 @@ class RunFolder:
     """Paths inside one run's output folder."""
 
     root: Path
+
+    LOCK_NAME = ".lock"
 
     @property
     def config(self) -> Path:
@@ -49,6 +59,60 @@ class RunFolder:
 
     def write_json(self, path: Path, payload: Any) -> Path:
         return write_text_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
+
+    @contextmanager
+    def claim(self, resume: bool) -> Iterator[RunFolder]:
+        """Creates the folder and holds it for one run: an exclusive lock, released when the block ends.
+
+        The lock is an ``fcntl.flock`` on ``.lock`` inside the folder (it holds the owner's process id, for the
+        error message); the kernel drops it when the process dies, so a crashed run never leaves the folder
+        locked. The folder's contents are checked under the lock, so two runs started at once cannot both pass.
+
+        Args:
+            resume: Whether the run continues the one in the folder (which must then hold one).
+
+        Raises:
+            ValueError: The folder cannot be created or written, another process holds it, it already holds a
+                run and ``resume`` is False, or ``resume`` is True and it holds no run.
+        """
+        if resume and not self.root.is_dir():
+            raise ValueError(f"--resume: the run folder {self.root} does not exist (pass the --out of the run)")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root / self.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:  # --out is a file, lies under a file, or is not writable
+            raise ValueError(
+                f"--out: cannot create or write the run folder {self.root} ({error.strerror}); choose another --out"
+            ) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                raise ValueError(
+                    f"--out: the run folder {self.root} is in use by process {holder}; wait for that run to end "
+                    "or choose another --out"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            self._check_owner(resume)
+            yield self
+        finally:
+            os.close(fd)  # closing the last descriptor releases the lock
+
+    def _check_owner(self, resume: bool) -> None:
+        if resume:
+            if not self.config.is_file():
+                raise ValueError(
+                    f"--resume: {self.root} holds no run (no {self.config.name}); drop --resume to start one there"
+                )
+            return
+        held = sorted(p.name for p in self.root.iterdir() if p.name != self.LOCK_NAME)
+        if held:
+            raise ValueError(
+                f"--out: {self.root} already holds a run ({', '.join(held[:3])}{', ...' if len(held) > 3 else ''}); "
+                "pass --resume to continue it, or choose another --out"
+            )
 
 
 def configure_logging(log_file: Path | None, is_main: bool = True) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from PIL import Image
 
 from bfr_fast.train.cli import build_parser, main
+from bfr_fast.train.run_folder import RunFolder
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +48,55 @@ def test_resume_continues_a_finished_run_without_training(short_run, capsys):
     assert main(args) == 0
     log = (out / "log.txt").read_text()
     assert "resumed from" in log and "at step 30" in log
+
+
+@pytest.fixture
+def quick(extractor_cache) -> list[str]:
+    """Options that keep a run short, should a bug let one start that ought to be refused."""
+    return ["--steps", "1", "--num-samples", "20", "--device", "cpu", "--cache-dir", str(extractor_cache)]
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "Traceback" not in err and "\n" not in err, err
+    return err
+
+
+def test_second_run_into_a_run_folder_is_refused_and_changes_nothing(short_run, quick, capsys):
+    out, _ = short_run
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "log.txt"}
+    args = ["--recipe", "flow", "--out", str(out), "--seed", "1", *quick]
+    assert main(args) == 2
+    err = _one_error_line(capsys)
+    assert str(out) in err and "already holds a run" in err and "--resume" in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "log.txt"} == before
+
+
+def test_a_locked_run_folder_is_refused_naming_the_holder(tmp_path, quick, capsys):
+    out = tmp_path / "run"
+    with RunFolder(out).claim(resume=False):  # another run holds the folder
+        assert main(["--recipe", "flow", "--out", str(out), *quick]) == 2
+    err = _one_error_line(capsys)
+    assert str(out) in err and f"in use by process {os.getpid()}" in err
+    assert [p.name for p in out.iterdir()] == [RunFolder.LOCK_NAME]  # the refused run wrote nothing
+    with RunFolder(out).claim(resume=False):  # released when the holder's block ended
+        pass
+
+
+def test_resume_of_a_folder_without_a_run_is_refused(tmp_path, quick, capsys):
+    (tmp_path / "notes.txt").write_text("not a run")
+    assert main(["--recipe", "flow", "--out", str(tmp_path), "--resume", *quick]) == 2
+    assert "holds no run" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("where", ["file", "under-file"])
+def test_out_that_cannot_be_a_folder_gives_one_error_line(where, tmp_path, quick, capsys):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    out = blocker if where == "file" else blocker / "run"
+    assert main(["--recipe", "flow", "--out", str(out), *quick]) == 2
+    err = _one_error_line(capsys)
+    assert "--out" in err and str(out) in err
 
 
 def test_help_lists_recipes():
