@@ -20,6 +20,7 @@ potential energy of each conformer from the OpenMM force field of the reference 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,34 @@ def _as_frames(x: ArrayLike, argument: str) -> torch.Tensor:
     return x if x.dtype == torch.float64 else x.float()
 
 
+def _atom_index(atom_indices: Sequence[int] | ArrayLike, atoms: int) -> torch.Tensor:
+    """``atom_indices`` (distinct indices, or a boolean mask over the atoms) as a long tensor of indices.
+
+    A boolean array is a mask, never the indices 0 and 1 that ``torch.as_tensor(..., dtype=long)`` would make
+    of it; duplicates are refused because they weigh an atom twice in the superposition and the RMSD.
+
+    Raises:
+        ValueError: a mask whose length is not ``atoms`` or that selects nothing; indices that are not
+            integers, not 1-D, empty, out of ``[0, atoms)`` or repeated.
+    """
+    values = atom_indices.detach().cpu().numpy() if isinstance(atom_indices, torch.Tensor) else np.asarray(atom_indices)
+    if values.dtype == np.bool_:
+        if values.shape != (atoms,) or not values.any():
+            raise ValueError(f"atom_indices: a boolean mask must have one entry per atom ({atoms},) and select at "
+                             f"least one, got shape {values.shape} selecting {int(values.sum())}")
+        return torch.from_numpy(np.flatnonzero(values))
+    if values.ndim != 1 or values.size == 0 or not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(f"atom_indices: expected a non-empty 1-D list of integer indices in [0, {atoms}) or a "
+                         f"boolean mask of length {atoms}, got {values.dtype} of shape {values.shape}")
+    if values.min() < 0 or values.max() >= atoms:
+        bad = values[(values < 0) | (values >= atoms)]
+        raise ValueError(f"atom_indices: indices must lie in [0, {atoms}), got {bad.tolist()}")
+    unique, counts = np.unique(values, return_counts=True)
+    if (counts > 1).any():
+        raise ValueError(f"atom_indices: each atom at most once, got {unique[counts > 1].tolist()} repeated")
+    return torch.from_numpy(values.astype(np.int64))
+
+
 def coverage_amr(generated: ArrayLike, reference: ArrayLike, threshold: float,
                  atom_indices: Sequence[int] | np.ndarray | None = None, backend: str = "auto") -> dict[str, float]:
     r"""COV-R, COV-P, AMR-R and AMR-P of generated against reference conformers (see the module docstring).
@@ -64,26 +93,26 @@ def coverage_amr(generated: ArrayLike, reference: ArrayLike, threshold: float,
         reference: ``(M, atoms, 3)`` reference conformers, same unit and atom order (moved to ``generated``'s
             device and dtype).
         threshold: :math:`\tau`, in the coordinates' unit (nm for the library's molecules).
-        atom_indices: atoms the RMSD is taken over.
+        atom_indices: atoms the RMSD is taken over: distinct indices, or a boolean mask with one entry per atom.
         backend: passed to :func:`bfr_fast.ops.rmsd_min` ("auto", "fused" or "eager").
 
     Returns:
         ``{"cov_r", "cov_p"}`` as fractions in [0, 1] and ``{"amr_r", "amr_p"}`` in the input unit.
 
     Raises:
-        ValueError: for bad shapes, atom counts that differ, out-of-range atom indices, a threshold that is not
-            a positive finite number, or non-finite coordinates.
+        ValueError: for bad shapes, atom counts that differ, atom indices that are out of range, repeated or a
+            mask of the wrong length, a threshold that is not a positive finite number, or non-finite
+            coordinates.
     """
     gen, ref = _as_frames(generated, "generated"), _as_frames(reference, "reference")
     if gen.shape[1] != ref.shape[1]:
         raise ValueError(f"reference: expected generated's atom count {gen.shape[1]}, got {ref.shape[1]}")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < float("inf"):
+    # numbers.Real takes numpy scalars too (np.float32(0.5) is a threshold like any other); bool is no length
+    if isinstance(threshold, bool) or not isinstance(threshold, Real) or not 0 < threshold < float("inf"):
         raise ValueError(f"threshold: expected a positive finite number (nm), got {threshold!r}")
+    threshold = float(threshold)
     if atom_indices is not None:
-        index = torch.as_tensor(np.asarray(atom_indices), dtype=torch.long)
-        if index.dim() != 1 or index.numel() == 0 or int(index.min()) < 0 or int(index.max()) >= gen.shape[1]:
-            raise ValueError(f"atom_indices: expected a non-empty 1-D list of indices in [0, {gen.shape[1]}), "
-                             f"got {np.asarray(atom_indices).tolist()}")
+        index = _atom_index(atom_indices, gen.shape[1])
         gen, ref = gen[:, index.to(gen.device)], ref[:, index.to(ref.device)]
     for name, frames in (("generated", gen), ("reference", ref)):
         bad = int((~torch.isfinite(frames).flatten(1).all(dim=1)).sum())

@@ -81,9 +81,28 @@ def test_formatting_gives_nm_and_angstroms():
     assert "0.0500 nm = 0.500 Å" in text and "AMR-R 0.0312 nm (0.312 Å)" in text and "0.400 Å" in text
 
 
+def test_a_boolean_mask_selects_atoms_like_their_indices(short_md, frames):
+    heavy = heavy_atom_indices(short_md.topology)
+    mask = np.zeros(22, dtype=bool)
+    mask[heavy] = True
+    moved = frames[:4] + 0.02 * torch.randn(4, 22, 3, generator=torch.Generator().manual_seed(1))
+    by_index = coverage_amr(moved, frames[4:9], threshold=0.03, atom_indices=heavy)
+    assert coverage_amr(moved, frames[4:9], threshold=0.03, atom_indices=mask) == by_index
+    assert coverage_amr(moved, frames[4:9], threshold=0.03, atom_indices=torch.from_numpy(mask)) == by_index
+    # a numpy threshold is a number like any other
+    assert coverage_amr(moved, frames[4:9], threshold=np.float32(0.03), atom_indices=heavy)["cov_r"] == pytest.approx(
+        by_index["cov_r"])
+
+
 @pytest.mark.parametrize("change, match", [
     (dict(threshold=0.0), "threshold"), (dict(threshold=float("nan")), "threshold"),
-    (dict(atom_indices=[0, 22]), "atom_indices"), (dict(atom_indices=[]), "atom_indices"),
+    (dict(atom_indices=[0, 22]), "atom_indices: indices must lie in \\[0, 22\\), got \\[22\\]"),
+    (dict(atom_indices=[-1, 3]), "atom_indices: indices must lie"),
+    (dict(atom_indices=[]), "atom_indices"),
+    (dict(atom_indices=[4, 5, 4]), "atom_indices: each atom at most once, got \\[4\\] repeated"),
+    (dict(atom_indices=[0.0, 1.0]), "atom_indices: expected .* integer"),
+    (dict(atom_indices=np.ones(21, dtype=bool)), "atom_indices: a boolean mask must have one entry per atom"),
+    (dict(atom_indices=np.zeros(22, dtype=bool)), "atom_indices: a boolean mask .* select at least one"),
 ])
 def test_coverage_argument_errors(frames, change, match):
     with pytest.raises(ValueError, match=match):
