@@ -1,6 +1,7 @@
 """Reports: markdown result tables, PNG image grids, and molecular figures (energy histograms, Ramachandran),
-and the spectral diagnostics (PFR/FEL against t) as PNG and JSON."""
+the spectral diagnostics (PFR/FEL against t) as PNG and JSON, and training curves as PNG."""
 
+from bfr_fast.report.curve_plots import plot_training_curve
 from bfr_fast.report.grid import image_grid, save_image_grid
 from bfr_fast.report.molecular_plots import plot_energy_histograms, plot_ramachandran
 from bfr_fast.report.spectral_plots import plot_spectral_curves, write_spectral_curves
@@ -12,6 +13,7 @@ __all__ = [
     "plot_energy_histograms",
     "plot_ramachandran",
     "plot_spectral_curves",
+    "plot_training_curve",
     "save_image_grid",
     "summarize",
     "write_spectral_curves",

@@ -1,4 +1,5 @@
-"""The ``defar``, ``defar-spectra`` and ``defar-ablation`` recipes end to end with tiny budgets."""
+"""The ``defar`` (methods, fine-tuning, curve), ``defar-spectra`` and ``defar-ablation`` recipes end to end with
+tiny budgets."""
 
 from __future__ import annotations
 
@@ -12,14 +13,15 @@ from bfr_fast.checkpoint import load
 from bfr_fast.models import UNet
 from bfr_fast.paths import VPInterpolant
 from bfr_fast.train.cli import main
-from bfr_fast.train.recipes.defar import METHODS
+from bfr_fast.train.recipes.defar import METHODS, DefarBudget
 from bfr_fast.train.recipes.defar_ablation import tables
 from bfr_fast.train.recipes.loss_comparison import EvalSampler
 from bfr_fast.train.sampling import SamplerSpec
 
 # Model calls per training step (with gradient) of each method: DESIGN.md §5 and the losses' docstrings.
-PASSES = {"fm": (1, 1), "ip": (1, 1), "sdss": (2, 1), "mdss": (5, 1), "defar_no_fc": (2, 2), "defar_no_adr": (3, 1),
-          "defar": (3, 2)}
+PASSES = {"fm": (1, 1), "ip": (1, 1), "sdss": (2, 1), "mdss": (2, 1), "defar_no_fc": (2, 2), "defar_no_adr": (3, 1),
+          "defar": (3, 2), "finetune-fm": (1, 1), "finetune-defar": (3, 2)}
+NFES = (5, 10, 50)
 
 
 def _args(recipe, out, cache, *extra):
@@ -42,16 +44,39 @@ def test_defar_rows_cover_every_method_at_equal_steps(defar_run):
     metrics = json.loads((defar_run / "metrics.json").read_text())
     rows = metrics["rows"]
     assert metrics["recipe"] == "defar" and metrics["train_steps"] == 2 and metrics["seeds"] == [0]
-    assert {r["method"] for r in rows} == set(METHODS) == set(PASSES)
-    assert sorted((r["method"], r["nfe"]) for r in rows) == sorted((m, n) for m in METHODS for n in (10, 50))
-    assert {r["train_steps"] for r in rows} == {2} and {r["seed"] for r in rows} == {0}
+    assert metrics["coupling"] == "independent" and metrics["optimiser"] == "recipe" and metrics["curve"] is None
+    assert {r["method"] for r in rows} == set(PASSES)
+    assert sorted((r["method"], r["nfe"]) for r in rows) == sorted((m, n) for m in PASSES for n in NFES)
+    scratch = [r for r in rows if r["stage"] == "scratch"]
+    assert {r["method"] for r in scratch} == set(METHODS)
+    assert {r["train_steps"] for r in scratch} == {2} and {r["seed"] for r in rows} == {0}
     for row in rows:
         for key in ("fd", "kid", "is", "sfid", "precision", "recall"):
             assert isinstance(row[key], float) and math.isfinite(row[key]), (row["method"], key)
         assert (row["forward_passes"], row["forward_passes_with_grad"]) == PASSES[row["method"]]
         assert (defar_run / row["grid"]).is_file()
-    for name in ("config.json", "log.txt", "results.md", *(f"checkpoints/{m}-seed0.pt" for m in METHODS)):
+        assert row["variant"].startswith("coupling independent")
+    variant = {r["method"]: r["variant"] for r in rows}
+    assert "adr direction mean" in variant["defar"] and "fc normalised" in variant["defar"]
+    assert variant["mdss"] == "coupling independent; steps 1/4 real; timesteps random"
+    for name in ("config.json", "log.txt", "results.md", *(f"checkpoints/{m}-seed0.pt" for m in PASSES)):
         assert (defar_run / name).is_file(), name
+
+
+def test_defar_finetuning_continues_fm_with_the_same_batches(defar_run):
+    rows = json.loads((defar_run / "metrics.json").read_text())["rows"]
+    # --steps 2 rescales the budget's fine-tuning by 2 / steps
+    extra = DefarBudget(steps=200, seeds=3, num_samples=500).finetune_length(2)
+    finetune = [r for r in rows if r["stage"] == "finetune"]
+    assert {(r["method"], r["train_steps"], r["start_steps"]) for r in finetune} == {
+        (m, 2 + extra, 2) for m in ("finetune-fm", "finetune-defar")}
+    states = {m: load(defar_run / "checkpoints" / f"{m}-seed0.pt") for m in ("finetune-fm", "finetune-defar")}
+    a, b = states["finetune-fm"], states["finetune-defar"]
+    assert a["step"] == b["step"] == 2 + extra and a["batches"]["position"] == b["batches"]["position"]
+    assert torch.equal(a["batches"]["epoch_start_state"], b["batches"]["epoch_start_state"])  # the same batches
+    assert any(not torch.equal(a["model"][k], b["model"][k]) for k in a["model"])  # only the loss differs
+    text = (defar_run / "results.md").read_text()
+    assert f"fm at 2 steps, then {extra} more steps" in text and "FD difference to finetune-fm" in text
 
 
 def test_defar_methods_train_different_networks_from_one_start(defar_run):
@@ -70,8 +95,8 @@ def test_defar_methods_train_different_networks_from_one_start(defar_run):
 def test_defar_results_md_has_summary_pairs_and_rows(defar_run):
     text = (defar_run / "results.md").read_text()
     assert "mean ± std over 1 training seeds" in text
-    assert "FD difference to fm, paired by training seed" in text and "### Every row" in text
-    assert text.count("| defar_no_adr |") == 2 + 2 + 2  # summary, paired differences, rows: one per NFE each
+    assert "FD difference to fm, paired by training seed" in text and "## Every row" in text
+    assert text.count("| defar_no_adr |") == 3 + 3 + 3  # summary, paired differences, rows: one per NFE each
 
 
 def test_defar_seeds_select_and_resume_reproduce(tmp_path, extractor_cache):
@@ -79,12 +104,43 @@ def test_defar_seeds_select_and_resume_reproduce(tmp_path, extractor_cache):
     args = _args("defar", out, extractor_cache, "--seeds", "2", "--select", "ip,fm", "--num-samples", "20")
     assert main(args) == 0
     rows = json.loads((out / "metrics.json").read_text())["rows"]
-    assert [(r["method"], r["seed"]) for r in rows[::2]] == [("fm", 0), ("fm", 1), ("ip", 0), ("ip", 1)]
+    assert [(r["method"], r["seed"]) for r in rows[::3]] == [("fm", 0), ("fm", 1), ("ip", 0), ("ip", 1)]
     w0, w1 = _weights(out / "checkpoints/fm-seed0.pt"), _weights(out / "checkpoints/fm-seed1.pt")
     assert any(not torch.equal(w0[k], w1[k]) for k in w0)  # another seed, another network
     assert main([*args, "--resume"]) == 0  # finished networks load: same scores
     again = json.loads((out / "metrics.json").read_text())["rows"]
     assert [r["fd"] for r in again] == [r["fd"] for r in rows]
+
+
+def test_defar_curve_legs_train_as_one_run_and_paper_optim_switches_the_optimiser(tmp_path, extractor_cache):
+    out = tmp_path / "curve"
+    assert main(_args("defar", out, extractor_cache, "--steps", "3", "--select", "curve,fm,paper-optim",
+                      "--num-samples", "20", "--seeds", "1")) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    curve = json.loads((out / "curve-fm.json").read_text())
+    assert metrics["curve"] == curve and metrics["optimiser"] == "paper"
+    assert curve["steps"] == [1, 2, 3] and curve["nfe"] == 10 and curve["variant"] == "coupling independent"
+    for point in curve["points"]:
+        assert all(math.isfinite(point[kind][k]) for kind in ("ema", "raw") for k in ("fd", "kid", "precision"))
+    assert (out / "curve-fm.png").stat().st_size > 5_000
+    # Three legs, each continuing the last's checkpoint, give the weights of one 3-step run of the same seed.
+    legs, whole = load(out / "checkpoints/curve-fm-seed0-paper-optim.pt"), load(out / "checkpoints/fm-seed0-paper-optim.pt")
+    for part in ("model", "ema"):
+        assert all(torch.equal(legs[part][k], whole[part][k]) for k in whole[part]), part
+    config = whole["config"]
+    assert (config["lr"], config["warmup_steps"], config["grad_clip"], config["weight_decay"]) == (1e-4, 0, 0.2, 0.0)
+    assert {r["optimiser"] for r in metrics["rows"]} == {"paper"} and "Convergence of fm" in (out / "results.md").read_text()
+
+
+def test_defar_budget_schedules():
+    budget = DefarBudget(steps=200, seeds=3, num_samples=500, curve_steps=1000, curve_every=300, finetune_steps=50)
+    assert budget.curve_schedule(None) == [300, 600, 900, 1000]  # the last point is the curve's end
+    assert budget.curve_schedule(30) == [10, 20, 30]  # --steps keeps the number of points
+    assert budget.finetune_length(None) == 50 and budget.finetune_length(20) == 5
+    with pytest.raises(ValueError, match="curve_every"):
+        DefarBudget(steps=1, seeds=1, num_samples=1, curve_every=0)
+    with pytest.raises(ValueError, match="optimiser"):
+        DefarBudget(steps=1, seeds=1, num_samples=1, optimiser="sgd")
 
 
 def test_defar_select_rejects_unknown_method(tmp_path, extractor_cache, capsys):
@@ -132,7 +188,7 @@ def test_ablation_tables_run_and_share_their_networks(tmp_path, extractor_cache)
     assert metrics["tables"] == ["table4-nfe", "table6-normalisation"]  # the recipe's order
     rows = metrics["rows"]
     table6 = [r for r in rows if r["table"] == "table6-normalisation"]
-    assert [r["method"] for r in table6] == ["fm", "defar", "defar.adr_normalize=False"]
+    assert [r["method"] for r in table6] == ["fm", "defar", "defar.adr_normalize=False", "defar.adr_reduction=sum"]
     assert table6[2]["adr_normalize"] is False and all(math.isfinite(r["fd"]) for r in rows)
     table4 = [(r["method"], r["nfe"]) for r in rows if r["table"] == "table4-nfe"]
     assert table4 == [(m, n) for m in ("fm", "defar") for n in (5, 10, 20, 50)]
@@ -155,6 +211,8 @@ def test_ablation_tables_are_distinct_configurations():
     losses = {v.name: v.build(label_dropout=0.1, null_class=model.null_class) for v in all_tables["table9-multistep"]}
     assert losses["defar.steps=3.timesteps=equal"].forward_passes.total == 5  # 3 simulated, FC call, bias call
     assert losses["defar.steps=2.timesteps=random"].timesteps == "random"
+    through = losses["defar.steps=2.timesteps=equal.grad_through_simulation=True"]
+    assert through.forward_passes == (4, 3) and through.coupling == "independent"
     sources = {v.build().weight_source for v in all_tables["table7-weight-sources"][1:]}
     assert sources == {"exposure_bias", "lowpass_image", "highpass_image", "image", "noise"}
     samplers = {(s.kind, type(s.interpolant).__name__) for v in all_tables["table5-interpolants"] for s in v.samplers}

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import nn
 
+from bfr_fast.checkpoint import load
 from bfr_fast.data import ImageDataset, InfiniteLoader, load_dataset
 from bfr_fast.losses import FlowMatchingLoss, PathLoss
 from bfr_fast.metrics import ClassifierExtractor, FeatureExtractor, ImageFeatures, InceptionExtractor, evaluate_images
@@ -118,13 +120,17 @@ def fit_network(
     config: TrainConfig,
     batch_size: int,
     offset: int = 0,
+    start_from: Path | None = None,
 ) -> TrainedFlow:
     """Trains ``model`` with ``loss(model, x, y)`` on minibatches of ``(x, y)``; returns its EMA copy, frozen.
 
     Samples may have any shape (images, flat vectors); ``y`` None means unlabelled (the loss gets None).
     ``--batch-size`` overrides ``batch_size``; batches are seeded with ``--seed`` + ``offset`` (+ rank), so that
     the networks of one run see different orders. The trainer checkpoint is ``checkpoints/<name>.pt``; with
-    ``--resume`` training continues from it (a finished network loads without training).
+    ``--resume`` training continues from it (a finished network loads without training). Otherwise, with
+    ``start_from`` (another trainer checkpoint of the same architecture and data), training continues from that
+    state: weights, EMA, optimiser, step, batch position and RNG, so that two networks started from one checkpoint
+    see the same batches; only ``loss`` and ``config`` are this call's.
     """
     labelled = y is not None
     targets = y if labelled else torch.zeros(x.shape[0], dtype=torch.int64)
@@ -137,8 +143,9 @@ def fit_network(
 
     trainer = Trainer(model.to(ctx.device), loss_fn, batches, config, ctx.folder.checkpoint(name), ctx.dist,
                       description=name)
-    if ctx.options.resume:
-        trainer.resume()
+    resumed = ctx.options.resume and trainer.resume()
+    if not resumed and start_from is not None:
+        trainer.load_state_dict(load(start_from, map_location=ctx.device))
     trainer.fit()
     ema = trainer.ema_model.eval()
     ema.requires_grad_(False)
@@ -152,6 +159,8 @@ def train_flow(
     name: str,
     steps: int | None = None,
     seed: int | None = None,
+    config: TrainConfig | None = None,
+    start_from: Path | None = None,
 ) -> TrainedFlow:
     """Trains the preset's (class-conditional when the data is labelled) UNet with any path loss.
 
@@ -166,6 +175,8 @@ def train_flow(
         name: Checkpoint name (``--resume`` continues or loads it) and progress-bar label.
         steps: Training steps (``--steps`` overrides; default the preset's).
         seed: Training seed (default ``--seed``, without re-seeding the global RNG).
+        config: Optimisation settings (default :func:`train_config` of the preset with ``steps``).
+        start_from: A trainer checkpoint to continue from (:func:`fit_network`).
 
     Returns:
         The EMA network in eval mode without gradients, the trainer and the loss.
@@ -177,7 +188,7 @@ def train_flow(
     loss = make_loss(model)
     offset = 0 if seed is None else seed - ctx.options.seed  # batches seeded with `seed` (+ rank)
     return fit_network(ctx, name, model, loss, data.train_x, data.train_y if data.is_labelled else None,
-                       train_config(ctx, preset, steps), preset.batch_size, offset)
+                       config or train_config(ctx, preset, steps), preset.batch_size, offset, start_from)
 
 
 def label_dropout(data: ImageDataset) -> float:

@@ -1,78 +1,177 @@
-"""``defar``: DEFAR's Table 1/2 comparison at equal training steps, over several training seeds.
+"""``defar``: DEFAR's Table 1/2 comparison over several training seeds, its convergence curve and its fine-tuning
+test.
 
-Seven losses train the same class-conditional UNet (the preset of the data's image size) with the same steps,
-batches and seed (:mod:`~bfr_fast.train.recipes.loss_comparison`): plain flow matching ``fm``, input perturbation
-``ip`` (0.1), scheduled sampling ``sdss`` (one simulated step) and ``mdss`` (four), and DEFAR without FC
-(``defar_no_fc``: ADR + plain FM), without ADR (``defar_no_adr``: FC-weighted FM) and full ``defar`` (λ_ADR = 10,
-β_FC = 1, γ = 1, exposure-bias weight), all OT-coupled with 10% label dropout. Each is sampled with Euler at 10 and
-50 NFE from one fixed set of noise and balanced labels and scored (FD/KID/IS/sFID/precision/recall in the
-extractor's feature space) against the held-out test split. ``--seeds`` training seeds (``--seed``, ``--seed`` + 1,
-...) repeat every training; ``results.md`` gives mean ± std over them, the per-row values, and each method's FD
-difference to ``fm`` paired by seed. ``--select`` runs a subset of the methods.
+Parts, chosen with ``--select`` (comma-separated; default every method and ``finetune``):
 
-Cost per training step (forward passes, with gradient): fm 1 (1), ip 1 (1), sdss 2 (1), mdss 5 (1),
+- **Methods** (from scratch at equal steps): seven losses train the same class-conditional UNet (the preset of the
+  data's image size) with the same steps, batches and seed (:mod:`~bfr_fast.train.recipes.loss_comparison`):
+  plain flow matching ``fm``, input perturbation ``ip`` (0.1), scheduled sampling ``sdss`` (one simulated step)
+  and ``mdss`` (one real step and three analytical ones, as the DEFAR paper ran it), and DEFAR without FC
+  (``defar_no_fc``: ADR + plain FM), without ADR (``defar_no_adr``: FC-weighted FM) and full ``defar``
+  (λ_ADR = 10, β_FC = 1, γ = 1, exposure-bias weight). Every loss uses **independent coupling**, as the paper's main
+  tables (SiT), and DEFAR the corrected loss (:mod:`bfr_fast.losses.defar`'s default variant: ADR as a per-element
+  mean, FC weight of mean 1, no gradient through x̂), all with 10% label dropout.
+- ``curve``: ``fm`` trained once (seed ``--seed``), its FD at :data:`CURVE_NFE` NFE measured every
+  ``curve_every`` steps up to ``curve_steps`` (:class:`DefarBudget`), for the EMA and the raw weights; written to
+  ``curve-fm.json`` and ``curve-fm.png``. It finds the budget at which FM has converged. It always trains afresh
+  (``--resume`` does not apply: each point needs the weights of its step). The EMA's decay is that of a
+  ``curve_steps`` run, so early EMA points lag behind a run of that length; the raw column does not.
+- ``finetune``: from each seed's ``fm`` network at the comparison's steps (trained here, or shared with the methods'
+  ``fm``), ``finetune_steps`` more steps with ``fm`` and with ``defar`` (:data:`FINETUNE_METHODS`), both from the
+  full trainer state, so with the same batches; rows ``finetune-fm`` and ``finetune-defar``. The paper's claim is
+  about the exposure bias of a well-trained model: this tests it where FM has converged.
+- ``paper-optim``: not a part but a switch: every training of the run uses the paper's optimiser (Adam, constant
+  lr 1e-4, clipping at 0.2; :mod:`~bfr_fast.train.recipes.loss_comparison`) instead of the preset's AdamW;
+  checkpoints get a ``-paper-optim`` suffix.
+
+Every network is sampled with Euler at each NFE of :data:`NFES` from one fixed set of noise and balanced labels and
+scored (FD/KD/IS/sFD/precision/recall in the extractor's feature space) against the held-out test split.
+``--seeds`` training seeds (``--seed``, ``--seed`` + 1, ...) repeat every training; ``results.md`` gives
+mean ± std over them, the per-row values, and each method's FD difference to ``fm`` paired by seed (for the
+fine-tuning, ``finetune-defar``'s to ``finetune-fm``'s). Rows of ``metrics.json`` carry ``method``, ``variant``
+(the loss's settings: coupling, ADR form and reduction, FC normalisation, simulation), ``optimiser``, ``stage``
+(``scratch`` or ``finetune``), ``seed``, ``nfe``, ``train_steps`` and the metrics.
+
+Cost per training step (forward passes, with gradient): fm 1 (1), ip 1 (1), sdss 2 (1), mdss 2 (1),
 defar_no_fc 2 (2), defar_no_adr 3 (1), defar 3 (2): at equal steps, DEFAR spends about 2.3 times FM's compute.
 
-Budget on ``digits`` (8x8, 1438 training images): see :func:`defar_budget`; the measured wall time of the
-reported run is in ``docs/results/defar-digits/README-section.md``. On ``mnist5k`` the 28x28 preset's 4000 steps
-per training make 21 trainings a GPU job; ``--steps``, ``--seeds`` and ``--select`` shrink it (the README's
-``--steps 500 --seeds 1 --select fm,defar --num-samples 500`` took 21:42 on an idle 2-core CPU).
+``--steps S`` replaces the comparison's steps and rescales the other stages by ``S / steps``: the curve keeps its
+number of points, the fine-tuning its share of the base's steps. Results of the recipe before the loss fix (OT
+coupling, ADR summed over elements, FC weight of mean 2, four real MDSS steps, 10/50 NFE) are in
+``docs/results/defar-digits`` and ``docs/results/defar-mnist5k`` (``CHANGES.md`` there).
 """
 
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
 from bfr_fast.losses import DEFARLoss, FlowMatchingLoss, InputPerturbationLoss, PathLoss, ScheduledSamplingLoss
-from bfr_fast.metrics import metric_label
-from bfr_fast.report import markdown_table, tables
+from bfr_fast.metrics import evaluate_images, metric_label
+from bfr_fast.report import markdown_table, plot_training_curve, tables
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
 from bfr_fast.train.recipes.bfr import METRICS
-from bfr_fast.train.recipes.common import evaluate_row, load_data, select
+from bfr_fast.train.recipes.common import evaluate_row, label_dropout, load_data, select, train_flow
 from bfr_fast.train.recipes.loss_comparison import (
+    OPTIMISERS,
     ComparisonBudget,
     ComparisonSetup,
     EvalSampler,
     LossVariant,
+    describe,
     run_variants,
 )
 from bfr_fast.train.recipes.presets import image_preset
 
-NFES = (10, 50)
+NFES = (5, 10, 50)
+CURVE_NFE = 10
+COUPLING = "independent"
+"""The coupling of every loss of the comparison: the paper's main tables train SiT, which pairs independently."""
+
 METHODS: dict[str, Callable[..., PathLoss]] = {
-    "fm": partial(FlowMatchingLoss, coupling="ot"),
-    "ip": partial(InputPerturbationLoss, perturbation=0.1),
-    "sdss": partial(ScheduledSamplingLoss, steps=1),
-    "mdss": partial(ScheduledSamplingLoss, steps=4),
-    "defar_no_fc": partial(DEFARLoss, fc=False),
-    "defar_no_adr": partial(DEFARLoss, adr=False),
-    "defar": DEFARLoss,
+    "fm": partial(FlowMatchingLoss, coupling=COUPLING),
+    "ip": partial(InputPerturbationLoss, perturbation=0.1, coupling=COUPLING),
+    "sdss": partial(ScheduledSamplingLoss, steps=1, coupling=COUPLING),
+    "mdss": partial(ScheduledSamplingLoss, steps=4, real_steps=1, coupling=COUPLING),
+    "defar_no_fc": partial(DEFARLoss, fc=False, coupling=COUPLING),
+    "defar_no_adr": partial(DEFARLoss, adr=False, coupling=COUPLING),
+    "defar": partial(DEFARLoss, coupling=COUPLING),
 }
 """Method name -> ``build(label_dropout=..., null_class=...)`` of its loss (DEFARLoss defaults: DESIGN.md §5)."""
 
+FINETUNE_METHODS = ("fm", "defar")
+STAGES = ("curve", "finetune")
+PAPER_OPTIM = "paper-optim"
 
-def defar_budget(image_shape: tuple[int, int, int]) -> ComparisonBudget:
+
+@dataclass(frozen=True)
+class DefarBudget(ComparisonBudget):
+    """The ``defar`` recipe's default budget (``--steps``, ``--seeds``, ``--num-samples`` override it).
+
+    The step counts are to be set from the measured ``curve``: ``steps`` where FM's FD at 10 NFE has stopped
+    falling, so that the methods are compared on converged networks, and ``finetune_steps`` a share of it.
+
+    Attributes:
+        steps: Training steps of every network of the methods' table, and of the ``fm`` network that the
+            fine-tuning starts from.
+        seeds: Training seeds per method.
+        num_samples: Samples per evaluated row (and per curve point).
+        curve_steps: Length of the ``curve``'s FM training.
+        curve_every: Steps between the curve's FD measurements (a multiple of it ends the curve; the last point is
+            ``curve_steps`` in any case).
+        finetune_steps: Steps of each fine-tuning continuation (``fm`` and ``defar``).
+        optimiser: One of :data:`~bfr_fast.train.recipes.loss_comparison.OPTIMISERS`; ``--select paper-optim``
+            sets ``"paper"``.
+    """
+
+    curve_steps: int = 3000
+    curve_every: int = 250
+    finetune_steps: int = 500
+    optimiser: str = "recipe"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "seeds", "num_samples", "curve_steps", "curve_every", "finetune_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.optimiser not in OPTIMISERS:
+            raise ValueError(f"optimiser must be one of {OPTIMISERS}, got {self.optimiser!r}")
+
+    def curve_schedule(self, steps: int | None) -> list[int]:
+        """The curve's measured steps; with ``--steps`` given, that many steps at the budget's number of points."""
+        total = steps or self.curve_steps
+        points = max(self.curve_steps // self.curve_every, 1)
+        every = max(total // points, 1) if steps else self.curve_every
+        milestones = list(range(every, total + 1, every))
+        return milestones if milestones and milestones[-1] == total else [*milestones, total]
+
+    def finetune_length(self, steps: int | None) -> int:
+        """The fine-tuning's steps; with ``--steps`` given, rescaled by ``steps / self.steps``."""
+        return max(round(self.finetune_steps * steps / self.steps), 1) if steps else self.finetune_steps
+
+
+def defar_budget(image_shape: tuple[int, int, int]) -> DefarBudget:
     """The budget for images of ``(C, H, W)``.
 
-    On 8x8 digits: 21 trainings of 200 steps (batch 128) and 42 rows of 500 samples, sized from the measured cost
-    of a training step on 2 threads (fm 0.14 s, ip 0.13, sdss 0.18, mdss 0.30, defar_no_fc 0.26, defar_no_adr
-    0.22, defar 0.31) and of sampling (3.3 s per 1000 samples and 10 NFE) to take about half an hour on an idle
-    2-core CPU: the reported run took 27:40. Larger images take the preset's steps and samples (a GPU job).
+    On 8x8 digits the methods' steps (200, batch 128), seeds (3) and samples (500) are those of the pre-fix table
+    (27:40 on an idle 2-core CPU for 7 methods and 2 NFE, from a measured cost per training step on 2 threads of
+    fm 0.14 s, ip 0.13, sdss 0.18, defar_no_fc 0.26, defar_no_adr 0.22, defar 0.31, and 3.3 s per 1000 samples
+    and 10 NFE); the curve and fine-tuning sizes are placeholders until the curve is measured (the class
+    docstring). Larger images take the preset's steps and samples (a GPU job).
     """
     side = max(image_shape[1:])
     if side <= 16:
-        return ComparisonBudget(steps=200, seeds=3, num_samples=500)
+        return DefarBudget(steps=200, seeds=3, num_samples=500)
     preset = image_preset(image_shape)
-    return ComparisonBudget(steps=preset.steps, seeds=3, num_samples=preset.num_samples)
+    return DefarBudget(steps=preset.steps, seeds=3, num_samples=preset.num_samples,
+                       curve_steps=2 * preset.steps, curve_every=max(preset.steps // 5, 1),
+                       finetune_steps=max(preset.steps // 4, 1))
 
 
-def variants(methods: list[str]) -> list[LossVariant]:
-    """The named methods as variants, each sampled with Euler at every NFE of :data:`NFES`."""
+def variants(methods: list[str], **fields: Any) -> list[LossVariant]:
+    """The named methods as variants, each sampled with Euler at every NFE of :data:`NFES`; ``fields`` go to every
+    :class:`LossVariant`."""
     samplers = tuple(EvalSampler(nfe) for nfe in NFES)
-    return [LossVariant(name, METHODS[name], samplers) for name in methods]
+    return [LossVariant(name, METHODS[name], samplers, **fields) for name in methods]
+
+
+def finetune_variants(extra_steps: int) -> list[LossVariant]:
+    """:data:`FINETUNE_METHODS` continuing ``fm``'s network for ``extra_steps``, named ``finetune-<method>``."""
+    return [replace(v, name=f"finetune-{v.name}") for v in
+            variants(list(FINETUNE_METHODS), start_from="fm", extra_steps=extra_steps)]
+
+
+def parts(ctx: RunContext) -> list[str]:
+    """The methods and stages to run (and :data:`PAPER_OPTIM` when asked): ``--select``'s, or every method and
+    ``finetune``; a selection of :data:`PAPER_OPTIM` alone runs those defaults under the paper's optimiser."""
+    default = [*METHODS, "finetune"]
+    if ctx.options.select is None:
+        return default
+    chosen = select(ctx, [*METHODS, *STAGES, PAPER_OPTIM])
+    return [*default, PAPER_OPTIM] if chosen == [PAPER_OPTIM] else chosen
 
 
 def paired_fd_differences(rows: list[dict[str, Any]], baseline: str = "fm") -> list[dict[str, Any]]:
@@ -89,19 +188,77 @@ def paired_fd_differences(rows: list[dict[str, Any]], baseline: str = "fm") -> l
     for (method, nfe), diffs in groups.items():
         mean = statistics.fmean(diffs)
         spread = f" ± {statistics.stdev(diffs):.2g}" if len(diffs) > 1 else ""
-        out.append({"method": method, "nfe": nfe, "seeds": len(diffs), "fd_minus_fm": f"{mean:.4g}{spread}",
+        out.append({"method": method, "nfe": nfe, "seeds": len(diffs), "fd_minus_baseline": f"{mean:.4g}{spread}",
                     "better_seeds": sum(d < 0 for d in diffs)})
     return out
 
 
+def run_curve(ctx: RunContext, setup: ComparisonSetup, budget: DefarBudget) -> dict[str, Any] | None:
+    """Trains ``fm`` to each step of the curve's schedule in turn (each leg continues the last one's checkpoint,
+    exactly as one uninterrupted run) and scores its EMA and raw weights at :data:`CURVE_NFE` NFE.
+
+    Returns:
+        ``{"method", "variant", "optimiser", "seed", "nfe", "num_samples", "steps": [...], "points": [{"step",
+        "train_seconds", "ema": metrics, "raw": metrics}]}`` on the main process; ``None`` elsewhere.
+    """
+    schedule = budget.curve_schedule(ctx.options.steps)
+    seed, data = ctx.options.seed, setup.data
+    fresh = replace(ctx, options=replace(ctx.options, resume=False))
+    name = setup.stem("curve-fm", seed)
+    config = replace(setup.config(ctx, schedule[-1]), steps=schedule[-1])
+    sampler = EvalSampler(CURVE_NFE)
+    points: list[dict[str, Any]] = []
+    seconds = 0.0
+    for k, step in enumerate(schedule):
+        start = time.perf_counter()
+        model, trainer, loss = train_flow(
+            fresh, data, lambda m: METHODS["fm"](label_dropout=label_dropout(data), null_class=m.null_class),
+            name, seed=seed, config=replace(config, steps=step),
+            start_from=ctx.folder.checkpoint(name) if k > 0 else None,
+        )
+        seconds += time.perf_counter() - start
+        if not ctx.dist.is_main or setup.extractor is None or setup.reference is None:
+            continue
+        point: dict[str, Any] = {"step": trainer.step, "train_seconds": round(seconds, 1)}
+        for kind, network in (("ema", model), ("raw", trainer.model.eval())):
+            samples = sampler.sample(network, setup.noise, setup.labels, setup.eval_seed)
+            scores = evaluate_images(samples, setup.reference, setup.extractor,
+                                     kid_subset_size=min(1000, samples.shape[0]))
+            point[kind] = {key: scores[key] for key in METRICS if key in scores}
+        points.append(point)
+    if not points:
+        return None
+    curve = {"method": "fm", "variant": describe(loss.settings), "optimiser": setup.optimiser, "seed": seed,
+             "nfe": CURVE_NFE, "num_samples": setup.num_samples, "steps": [p["step"] for p in points],
+             "points": points}
+    ctx.folder.write_json(ctx.folder.root / "curve-fm.json", curve)
+    label = metric_label("fd", setup.extractor.name)
+    plot_training_curve(curve["steps"], {kind: [p[kind]["fd"] for p in points] for kind in ("ema", "raw")},
+                        ctx.folder.root / "curve-fm.png", f"{label} ({CURVE_NFE} NFE)",
+                        f"fm on {data.name}, seed {seed}, {setup.num_samples} samples")
+    return curve
+
+
 def _by_nfe_then_method(row: dict[str, Any]) -> tuple[int, int]:
-    return row["nfe"], list(METHODS).index(row["method"])
+    order = [*METHODS, *(f"finetune-{m}" for m in FINETUNE_METHODS)]
+    return row["nfe"], order.index(row["method"])
 
 
 def run(ctx: RunContext) -> RunResult:
     data = load_data(ctx)
-    setup = ComparisonSetup.create(ctx, data, defar_budget(data.image_shape))
-    rows = run_variants(ctx, setup, variants(select(ctx, list(METHODS))))
+    budget = defar_budget(data.image_shape)
+    chosen = parts(ctx)
+    setup = ComparisonSetup.create(ctx, data, budget, "paper" if PAPER_OPTIM in chosen else budget.optimiser)
+    methods = [p for p in chosen if p in METHODS]
+    rows = run_variants(ctx, setup, variants(methods), extra={"stage": "scratch"})
+    finetune: list[dict[str, Any]] = []
+    if "finetune" in chosen:
+        start = run_variants(ctx, setup, variants(["fm"]), extra={"stage": "scratch"})
+        rows += [] if "fm" in methods else start
+        extra_steps = budget.finetune_length(ctx.options.steps)
+        finetune = start + run_variants(ctx, setup, finetune_variants(extra_steps),
+                                        extra={"stage": "finetune", "start_steps": setup.steps})
+    curve = run_curve(ctx, setup, budget) if "curve" in chosen else None
     extractor, reference = setup.extractor, setup.reference
     if not ctx.dist.is_main or extractor is None or reference is None:
         return RunResult({}, "")
@@ -112,29 +269,54 @@ def run(ctx: RunContext) -> RunResult:
     keys = ("method", "forward_passes", "train_steps", "nfe")
     summary_columns = [("method", "method"), ("forward_passes", "passes/step"), ("train_steps", "steps"),
                        ("nfe", "NFE"), ("seeds", "seeds")] + [(k, metric_label(k, name)) for k in METRICS]
-    row_columns = [("method", "method"), ("seed", "train seed"), ("nfe", "NFE"),
+    row_columns = [("method", "method"), ("seed", "train seed"), ("nfe", "NFE"), ("train_steps", "steps"),
                    ("train_seconds", "train s")] + [(k, metric_label(k, name)) for k in METRICS]
-    diff_columns = [("method", "method"), ("nfe", "NFE"), ("seeds", "seeds"),
-                    ("fd_minus_fm", f"{metric_label('fd', name)} − fm's (same seed)"),
-                    ("better_seeds", "seeds better than fm")]
-    title = (
-        f"DEFAR and its baselines on `{data.name}` ({data.train_x.shape[0]} training images) at equal training "
-        f"steps ({steps} per network, batch {ctx.options.batch_size or image_preset(data.image_shape).batch_size}); "
-        f"Euler sampling, {n} samples per row from one fixed noise set, scored against the "
-        f"{data.test_x.shape[0]} held-out test images with `{name}`; mean ± std over {len(seeds)} training seeds"
-    )
-    floor = (
-        f"The floor of these metrics on this data: {min(n, data.train_x.shape[0])} real training images score "
-        + ", ".join(f"{metric_label(k, name)} {real[k]:.4g}" for k in ("fd", "kid", "is")) + "."
-    )
-    summary = sorted(tables.summarize(rows, keys, METRICS), key=_by_nfe_then_method)
+
+    def diff_columns(baseline: str) -> list[tuple[str, str]]:
+        return [("method", "method"), ("nfe", "NFE"), ("seeds", "seeds"),
+                ("fd_minus_baseline", f"{metric_label('fd', name)} − {baseline}'s (same seed)"),
+                ("better_seeds", f"seeds better than {baseline}")]
+
+    batch = ctx.options.batch_size or image_preset(data.image_shape).batch_size
+    optimiser = "the paper's optimiser (Adam, lr 1e-4, clip 0.2)" if setup.optimiser == "paper" else \
+        "the preset's optimiser"
     sections = [
-        f"## {title}\n\n" + markdown_table(summary, summary_columns),
-        floor,
-        "### FD difference to fm, paired by training seed\n\n" + markdown_table(paired_fd_differences(rows),
-                                                                               diff_columns),
-        "### Every row\n\n" + markdown_table(rows, row_columns),
+        f"# DEFAR and its baselines on `{data.name}` ({data.train_x.shape[0]} training images)\n\n"
+        f"Euler sampling, {n} samples per row from one fixed noise set, scored against the {data.test_x.shape[0]} "
+        f"held-out test images with `{name}`; batch {batch}, {optimiser}, {COUPLING} coupling; mean ± std over "
+        f"{len(seeds)} training seeds. The floor of these metrics on this data: {min(n, data.train_x.shape[0])} real "
+        "training images score " + ", ".join(f"{metric_label(k, name)} {real[k]:.4g}" for k in ("fd", "kid", "is"))
+        + ". The loss variants of every method are in `metrics.json` (`variant`)."
     ]
+    table = [r for r in rows if r["method"] in methods]
+    if table:
+        summary = sorted(tables.summarize(table, keys, METRICS), key=_by_nfe_then_method)
+        sections += [
+            f"## From scratch at equal training steps ({steps} per network)\n\n"
+            + markdown_table(summary, summary_columns),
+            "### FD difference to fm, paired by training seed\n\n"
+            + markdown_table(paired_fd_differences(table), diff_columns("fm")),
+        ]
+    if finetune:
+        summary = sorted(tables.summarize(finetune, keys, METRICS), key=_by_nfe_then_method)
+        sections += [
+            f"## Fine-tuning: fm at {steps} steps, then {finetune[-1]['train_steps'] - steps} more steps with each "
+            "loss (same start, same batches)\n\n" + markdown_table(summary, summary_columns),
+            "### FD difference to finetune-fm, paired by training seed\n\n"
+            + markdown_table(paired_fd_differences(finetune, "finetune-fm"), diff_columns("finetune-fm")),
+        ]
+    if curve is not None:
+        points = [{"step": p["step"], "train_seconds": p["train_seconds"],
+                   **{f"{kind}_{k}": p[kind].get(k) for kind in ("ema", "raw") for k in ("fd", "kid")}}
+                  for p in curve["points"]]
+        fd, kd = metric_label("fd", name), metric_label("kid", name)
+        sections.append(
+            f"## Convergence of fm ({CURVE_NFE} NFE, seed {curve['seed']})\n\n![curve](curve-fm.png)\n\n"
+            + markdown_table(points, [("step", "step"), ("train_seconds", "train s"), ("ema_fd", f"{fd} EMA"),
+                                      ("raw_fd", f"{fd} raw"), ("ema_kid", f"{kd} EMA"), ("raw_kid", f"{kd} raw")])
+        )
+    every_row = rows + [r for r in finetune if r["stage"] == "finetune"]
+    sections.append("## Every row\n\n" + markdown_table(every_row, row_columns))
     metrics = {
         "recipe": "defar",
         "dataset": data.name,
@@ -143,12 +325,17 @@ def run(ctx: RunContext) -> RunResult:
         "train_steps": steps,
         "seeds": list(seeds),
         "num_samples": n,
+        "optimiser": setup.optimiser,
+        "coupling": COUPLING,
+        "parts": chosen,
         "eval_noise_seed": setup.eval_seed,
         "real": real,
-        "rows": rows,
+        "rows": every_row,
+        "curve": curve,
     }
     return RunResult(metrics, "\n\n".join(sections) + "\n")
 
 
-RECIPE = Recipe("defar", "DEFAR Table 1/2: fm, ip, sdss, mdss, DEFAR w/o FC or ADR, DEFAR at equal steps; "
-                "10/50 NFE; --seeds", run)
+RECIPE = Recipe("defar", "DEFAR Table 1/2 at equal steps (independent coupling, corrected loss), its fine-tuning "
+                "from converged FM, and FM's convergence curve; 5/10/50 NFE; --seeds, --select methods,curve,finetune",
+                run)

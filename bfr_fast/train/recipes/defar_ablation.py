@@ -6,21 +6,26 @@ Tables (``--select`` takes a comma-separated subset of the names, or their ``tab
 - ``table4-nfe``: fm and DEFAR sampled with Euler at 5, 10, 20 and 50 NFE (robustness to NFE, Table 4 right).
 - ``table5-interpolants``: fm and DEFAR on the Linear, GVP and SBDM-VP interpolants, each sampled by the
   probability-flow ODE (Euler) and by the SDE (Euler–Maruyama, :math:`D = \\sigma`) at 50 NFE.
-- ``table6-normalisation``: ADR comparing normalised directions (default) or the raw vectors.
+- ``table6-normalisation``: ADR comparing normalised directions (default) or the raw vectors, and ADR summed over a
+  sample's elements instead of averaged (``adr_reduction=sum``: the scale of this project's tables before the fix,
+  D times stronger).
 - ``table7-weight-sources``: the FC weight from the exposure bias (default), the low-pass, high-pass or plain
   image, or the noise.
 - ``table8-strengths``: λ_ADR ∈ {1, 5, 10, 20}, γ ∈ {0.5, 1, 2}, β_FC ∈ {0.5, 1, 2}, one at a time around
   the defaults (10, 1, 1).
-- ``table9-multistep``: ADR after 1, 2 or 3 simulated steps, with ``"random"`` or ``"equal"`` timesteps.
+- ``table9-multistep``: ADR after 1, 2 or 3 simulated steps, with ``"random"`` or ``"equal"`` timesteps (the
+  paper's: a random time within each of n equal parts), and 2 equal steps with the gradient through the simulated
+  state (``grad_through_simulation``).
 
-Every table also has the ``fm`` row as its reference; the ``defar`` row is DEFAR's defaults. A configuration that
+Every table also has the ``fm`` row as its reference; the ``defar`` row is DEFAR's defaults (the corrected loss of
+:mod:`bfr_fast.losses.defar`). Every loss uses the ``defar`` recipe's coupling (independent, as the paper's tables). A configuration that
 appears in several tables (fm, defar) is trained once per seed and its rows are shared. Variant names say what
 differs from the defaults (``defar.lambda_adr=5``); they are also the checkpoint stems, so ``--resume`` picks up
 finished trainings across tables and across ``--select`` runs in the same ``--out``.
 
 **The default budget is small**: on digits 300 steps per network, one training seed, 500 samples per row — enough
 to see large effects only; differences below the seed spread of the ``defar`` recipe (its README section) are
-noise. All six tables are 23 distinct trainings, each up to three forward passes per step; run them piecewise.
+noise. All six tables are 25 distinct trainings, each up to three forward passes per step; run them piecewise.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from bfr_fast.report import markdown_table
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
 from bfr_fast.train.recipes.bfr import METRICS
 from bfr_fast.train.recipes.common import load_data, select
+from bfr_fast.train.recipes.defar import COUPLING
 from bfr_fast.train.recipes.loss_comparison import (
     ComparisonBudget,
     ComparisonSetup,
@@ -62,11 +68,11 @@ def ablation_budget(image_shape: tuple[int, int, int]) -> ComparisonBudget:
 def _defar(samplers: tuple[EvalSampler, ...], **settings: Any) -> LossVariant:
     """DEFAR with ``settings`` changed from its defaults, named after them (``defar`` for none)."""
     name = "defar" + "".join(f".{k}={v}" for k, v in settings.items())
-    return LossVariant(name, partial(DEFARLoss, **settings), samplers, dict(settings))
+    return LossVariant(name, partial(DEFARLoss, coupling=COUPLING, **settings), samplers, dict(settings))
 
 
 def _fm(samplers: tuple[EvalSampler, ...]) -> LossVariant:
-    return LossVariant("fm", partial(FlowMatchingLoss, coupling="ot"), samplers)
+    return LossVariant("fm", partial(FlowMatchingLoss, coupling=COUPLING), samplers)
 
 
 def _interpolant_variants() -> list[LossVariant]:
@@ -75,8 +81,9 @@ def _interpolant_variants() -> list[LossVariant]:
         samplers = tuple(EvalSampler(INTERPOLANT_NFE, sde, path_cls()) for sde in (False, True))
         suffix = "" if path_name == "linear" else f".path={path_name}"
         settings = {"path": path_name}
-        out.append(LossVariant(f"fm{suffix}", partial(FlowMatchingLoss, interpolant=path_cls()), samplers, settings))
-        out.append(LossVariant(f"defar{suffix}", partial(DEFARLoss, interpolant=path_cls()), samplers, settings))
+        for name, loss in (("fm", FlowMatchingLoss), ("defar", DEFARLoss)):
+            build = partial(loss, coupling=COUPLING, interpolant=path_cls())
+            out.append(LossVariant(f"{name}{suffix}", build, samplers, settings))
     return out
 
 
@@ -87,7 +94,8 @@ def tables() -> dict[str, list[LossVariant]]:
     return {
         "table4-nfe": [_fm(sweep), _defar(sweep)],
         "table5-interpolants": _interpolant_variants(),
-        "table6-normalisation": [_fm(one), _defar(one), _defar(one, adr_normalize=False)],
+        "table6-normalisation": [_fm(one), _defar(one), _defar(one, adr_normalize=False),
+                                 _defar(one, adr_reduction="sum")],
         "table7-weight-sources": [_fm(one), _defar(one)] + [
             _defar(one, weight_source=s) for s in ("lowpass_image", "highpass_image", "image", "noise")
         ],
@@ -101,7 +109,8 @@ def tables() -> dict[str, list[LossVariant]]:
             for n in (1, 2, 3)
             for s in ("random", "equal")
             if (n, s) != (1, "random")
-        ],
+        ]
+        + [_defar(one, steps=2, timesteps="equal", grad_through_simulation=True)],
     }
 
 

@@ -5,7 +5,13 @@ A variant is a named loss (:class:`LossVariant`) with the samplers it is evaluat
 on the probability-flow ODE, or Euler–Maruyama on the SDE with the same marginals, along the variant's
 interpolant). For each training seed, every variant restarts the global torch RNG at that seed
 (:func:`~bfr_fast.train.recipes.common.train_flow`), so differences between variants of one seed come from the loss
-alone; the spread over seeds is the training variance. The evaluation noise is one fixed set for every row.
+alone; the spread over seeds is the training variance. The evaluation noise is one fixed set for every row. A
+variant may instead continue another's trained network for more steps (fine-tuning): every continuation of one
+network starts from its full trainer state and sees the same batches.
+
+Optimisers (:data:`OPTIMISERS`): ``"recipe"``, the preset's (AdamW at the preset's learning rate, 1e-3 on digits,
+linear warm-up, gradient clipping at 1); ``"paper"``, DEFAR's (its Tab. 11): Adam (AdamW without weight decay) at a
+constant 1e-4 without warm-up, gradient clipping at 0.2. ``--lr`` overrides either's learning rate.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -25,13 +31,32 @@ from bfr_fast.metrics import FeatureExtractor, ImageFeatures
 from bfr_fast.paths import Interpolant, LinearPath, sde_drift_and_diffusion
 from bfr_fast.solvers import ODESolver, SDESolver
 from bfr_fast.train.recipes.base import RunContext
-from bfr_fast.train.recipes.common import TrainedFlow, build_extractor, evaluate_row, label_dropout, train_flow
+from bfr_fast.train.recipes.common import (
+    TrainedFlow,
+    build_extractor,
+    ema_decay,
+    evaluate_row,
+    label_dropout,
+    train_config,
+    train_flow,
+)
+from bfr_fast.train.recipes.presets import image_preset
 from bfr_fast.train.sampling import balanced_labels, source_noise
+from bfr_fast.train.trainer import TrainConfig
 
 log = logging.getLogger("bfr_fast")
 
 EVAL_SEED_OFFSET = 1000
 """The evaluation noise is drawn with ``--seed`` + this, so it never equals a training seed's first draws."""
+
+OPTIMISERS: tuple[str, ...] = ("recipe", "paper")
+PAPER_LR = 1e-4
+PAPER_GRAD_CLIP = 0.2
+
+
+def describe(settings: dict[str, Any]) -> str:
+    """A loss's :attr:`~bfr_fast.losses.PathLoss.settings` as one line: ``"coupling independent; adr ..."``."""
+    return "; ".join(f"{key} {value}" for key, value in settings.items())
 
 
 @dataclass(frozen=True)
@@ -91,12 +116,22 @@ class LossVariant:
         build: ``build(label_dropout=..., null_class=...) -> loss`` (e.g. ``functools.partial(DEFARLoss, fc=False)``).
         samplers: The samplers of its rows.
         settings: Extra row fields that say what differs (e.g. ``{"lambda_adr": 5.0}``).
+        start_from: Name of a variant whose trained network (same seed) this one continues, for ``extra_steps``
+            more steps from its checkpoint; ``None`` trains from scratch for the comparison's steps.
+        extra_steps: Steps of the continuation (with ``start_from``).
     """
 
     name: str
     build: Callable[..., PathLoss]
     samplers: tuple[EvalSampler, ...]
     settings: dict[str, Any] = field(default_factory=dict)
+    start_from: str | None = None
+    extra_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.start_from is None) != (self.extra_steps == 0) or self.extra_steps < 0:
+            raise ValueError(f"{self.name}: start_from and extra_steps > 0 go together, got "
+                             f"{self.start_from!r} and {self.extra_steps}")
 
 
 @dataclass(frozen=True)
@@ -116,8 +151,9 @@ class ComparisonBudget:
 
 @dataclass
 class ComparisonSetup:
-    """What every row of a comparison shares: data, budget, the scorer, and the evaluation noise and labels; and
-    the networks trained (with their training seconds) and rows scored so far, keyed by variant name and seed."""
+    """What every row of a comparison shares: data, budget, optimiser, the scorer, and the evaluation noise and
+    labels; and the networks trained (with their training seconds) and rows scored so far, keyed by variant name
+    and seed."""
 
     data: ImageDataset
     steps: int
@@ -127,12 +163,21 @@ class ComparisonSetup:
     noise: torch.Tensor
     labels: torch.Tensor | None
     eval_seed: int
+    optimiser: str = "recipe"
     trained: dict[tuple[str, int], tuple[TrainedFlow, float]] = field(default_factory=dict)
     scored: dict[tuple[str, int, str], dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, ctx: RunContext, data: ImageDataset, budget: ComparisonBudget) -> ComparisonSetup:
-        """The budget with the CLI's overrides; the extractor and reference features on the main process only."""
+    def create(
+        cls, ctx: RunContext, data: ImageDataset, budget: ComparisonBudget, optimiser: str = "recipe"
+    ) -> ComparisonSetup:
+        """The budget with the CLI's overrides; the extractor and reference features on the main process only.
+
+        Raises:
+            ValueError: An ``optimiser`` not in :data:`OPTIMISERS`.
+        """
+        if optimiser not in OPTIMISERS:
+            raise ValueError(f"optimiser must be one of {OPTIMISERS}, got {optimiser!r}")
         extractor = build_extractor(ctx, data) if ctx.dist.is_main else None
         reference = extractor.extract(data.test_x) if extractor is not None else None
         n = ctx.options.num_samples or budget.num_samples
@@ -140,11 +185,32 @@ class ComparisonSetup:
         noise = source_noise(n, data.image_shape, eval_seed, ctx.device)
         labels = balanced_labels(n, data.num_classes, ctx.device)
         seeds = tuple(ctx.options.seed + k for k in range(ctx.options.seeds or budget.seeds))
-        return cls(data, ctx.options.steps or budget.steps, seeds, extractor, reference, noise, labels, eval_seed)
+        return cls(data, ctx.options.steps or budget.steps, seeds, extractor, reference, noise, labels, eval_seed,
+                   optimiser)
 
     @property
     def num_samples(self) -> int:
         return self.noise.shape[0]
+
+    def stem(self, name: str, seed: int) -> str:
+        """Checkpoint name of a network: ``<name>-seed<k>``, plus ``-paper-optim`` under the paper's optimiser, so
+        that ``--resume`` never takes a network trained with the other one."""
+        return f"{name}-seed{seed}" + ("-paper-optim" if self.optimiser == "paper" else "")
+
+    def config(self, ctx: RunContext, steps: int) -> TrainConfig:
+        """The optimisation settings of a training of ``steps`` (``--steps`` overrides) under the optimiser."""
+        config = train_config(ctx, image_preset(self.data.image_shape), steps)
+        if self.optimiser == "paper":
+            config = replace(config, lr=ctx.options.lr or PAPER_LR, warmup_steps=0, weight_decay=0.0,
+                             grad_clip=PAPER_GRAD_CLIP)
+        return config
+
+    def continuation(self, ctx: RunContext, extra_steps: int) -> TrainConfig:
+        """The settings of ``extra_steps`` more steps after a network of :attr:`steps`: an EMA sized for the
+        continuation (:func:`~bfr_fast.train.recipes.common.ema_decay`), so that it forgets the start's average as a
+        fresh run of that length would; the optimiser's state, and so its learning rate, come from the start."""
+        return replace(self.config(ctx, self.steps), steps=self.steps + extra_steps, ema_decay=ema_decay(extra_steps),
+                       checkpoint_every=max(extra_steps // 5, 1), log_every=max(extra_steps // 50, 1))
 
 
 def run_variants(
@@ -152,10 +218,17 @@ def run_variants(
 ) -> list[dict[str, Any]]:
     """Trains every variant for every seed (checkpoint ``<name>-seed<k>``) and scores each of its samplers.
 
-    Rows: ``method``, ``train_steps``, ``seed`` (the training seed), ``sampler`` (``ode``/``sde``), ``nfe``,
-    ``forward_passes`` and ``forward_passes_with_grad`` (per training step), ``train_seconds`` (in this process:
-    about 0 for a network loaded on ``--resume``), the variant's ``settings``, ``extra``, and the metrics of
-    :func:`~bfr_fast.train.recipes.common.evaluate_row`. Only the main process scores (others return ``[]``).
+    Rows: ``method``, ``variant`` (the loss's settings, :func:`describe`), ``optimiser``, ``train_steps``, ``seed``
+    (the training seed), ``sampler`` (``ode``/``sde``), ``nfe``, ``forward_passes`` and
+    ``forward_passes_with_grad`` (per training step), ``train_seconds`` (in this process: about 0 for a network
+    loaded on ``--resume``; a continuation's own steps only), the variant's ``settings``, ``extra``, and the metrics
+    of :func:`~bfr_fast.train.recipes.common.evaluate_row`. Only the main process scores (others return ``[]``).
+
+    A variant with ``start_from`` continues that variant's checkpoint of the same seed, which must exist (train it
+    first, e.g. earlier in ``variants``).
+
+    Raises:
+        ValueError: A ``start_from`` network without its checkpoint.
 
     A variant name met again in the same ``setup`` (the ablation tables share fm and defar) reuses its trained
     network and its scored rows (``setup.trained``, ``setup.scored``) instead of training again.
@@ -164,11 +237,18 @@ def run_variants(
     for variant in variants:
         for seed in setup.seeds:
             if (variant.name, seed) not in setup.trained:
+                start_from, config = None, setup.config(ctx, setup.steps)
+                if variant.start_from is not None:
+                    start_from = ctx.folder.checkpoint(setup.stem(variant.start_from, seed))
+                    if not start_from.is_file():
+                        raise ValueError(f"{variant.name}: no checkpoint {start_from} of {variant.start_from!r} to "
+                                         "continue; train it first")
+                    config = setup.continuation(ctx, variant.extra_steps)
                 start = time.perf_counter()
                 trained = train_flow(
                     ctx, setup.data,
                     lambda m, v=variant: v.build(label_dropout=label_dropout(setup.data), null_class=m.null_class),
-                    f"{variant.name}-seed{seed}", setup.steps, seed,
+                    setup.stem(variant.name, seed), seed=seed, config=config, start_from=start_from,
                 )
                 setup.trained[(variant.name, seed)] = (trained, time.perf_counter() - start)
             if not ctx.dist.is_main or setup.extractor is None or setup.reference is None:
@@ -180,12 +260,13 @@ def run_variants(
                 if key not in setup.scored:
                     samples = sampler.sample(ema, setup.noise, setup.labels, setup.eval_seed)
                     row = {
-                        "method": variant.name, "train_steps": trainer.step, "seed": seed, "sampler": sampler.kind,
+                        "method": variant.name, "variant": describe(loss.settings), "optimiser": setup.optimiser,
+                        "train_steps": trainer.step, "seed": seed, "sampler": sampler.kind,
                         "nfe": sampler.steps, "forward_passes": passes.total,
                         "forward_passes_with_grad": passes.with_grad, "train_seconds": round(seconds, 1),
                         **variant.settings,
                     }
                     setup.scored[key] = evaluate_row(ctx, row, samples, setup.reference, setup.extractor,
-                                                     f"{variant.name}-seed{seed}-{sampler.tag}")
+                                                     f"{setup.stem(variant.name, seed)}-{sampler.tag}")
                 rows.append({**setup.scored[key], **(extra or {})})
     return rows
