@@ -18,10 +18,11 @@ from bfr_fast.data.image_folder import load_image_folder
 from bfr_fast.data.loader import InfiniteLoader
 from bfr_fast.data.mnist_idx import load_idx_mnist
 from bfr_fast.data.npz import load_npz
-from bfr_fast.data.registry import DATASET_DESCRIPTIONS, DATASETS, load_dataset
+from bfr_fast.data.registry import DATASET_DESCRIPTIONS, DATASETS, VALIDATION_SUFFIX, load_dataset
 
 __all__ = [
     "DATASETS",
+    "VALIDATION_SUFFIX",
     "DATASET_DESCRIPTIONS",
     "UNLABELLED",
     "ImageDataset",

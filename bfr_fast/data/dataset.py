@@ -1,5 +1,7 @@
 """The in-memory image data set every loader returns, and the fixed train/test split they share."""
 
+from __future__ import annotations
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +64,29 @@ class ImageDataset:
         if self.class_names is not None and len(self.class_names) != self.num_classes:
             raise ValueError(f"class_names: expected {self.num_classes} names (one per class), "
                              f"got {len(self.class_names)}")
+
+    def validation_split(self, fraction: float = DEFAULT_TEST_FRACTION, seed: int = DEFAULT_SEED) -> ImageDataset:
+        """The training split carved into training and validation, for choosing defaults without the test set.
+
+        The returned data set's ``train_*`` are the remaining training images and its ``test_*`` the validation
+        images (:func:`stratified_split` of the training labels), so that every recipe run on it scores against
+        validation data; the real test split is not in it at all. Its name is ``"<name>-val"``.
+
+        Args:
+            fraction: fraction of each training class held out for validation, in [0, 1).
+            seed: seed of the carve (a different stream from the train/test split's, whatever the seed).
+
+        Returns:
+            The validation data set.
+        """
+        labels = self.train_y.numpy() if self.is_labelled else np.zeros(self.train_x.shape[0], np.int64)
+        # + 1: with the default seeds the carve would otherwise replay the train/test split's permutations
+        train, val = stratified_split(labels, fraction, seed + 1)
+        train_t, val_t = torch.from_numpy(train), torch.from_numpy(val)
+        return ImageDataset(name=f"{self.name}-val", train_x=self.train_x[train_t].contiguous(),
+                            train_y=self.train_y[train_t].contiguous(), test_x=self.train_x[val_t].contiguous(),
+                            test_y=self.train_y[val_t].contiguous(), num_classes=self.num_classes,
+                            class_names=self.class_names)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -11,7 +11,7 @@ from bfr_fast.data.image_folder import load_image_folder
 from bfr_fast.data.mnist_idx import load_idx_mnist
 from bfr_fast.data.npz import load_npz
 
-__all__ = ["DATASETS", "DATASET_DESCRIPTIONS", "load_dataset"]
+__all__ = ["DATASETS", "DATASET_DESCRIPTIONS", "VALIDATION_SUFFIX", "load_dataset"]
 
 
 class _Entry(NamedTuple):
@@ -30,7 +30,12 @@ _REGISTRY: dict[str, _Entry] = {
 }
 
 DATASETS: tuple[str, ...] = tuple(_REGISTRY)
-"""Names :func:`load_dataset` accepts."""
+"""Names :func:`load_dataset` accepts; each also with the suffix :data:`VALIDATION_SUFFIX`."""
+
+VALIDATION_SUFFIX = "-val"
+"""``<name>-val``: the data set's training split carved into training and validation
+(:meth:`~bfr_fast.data.dataset.ImageDataset.validation_split`); its held-out split is the validation set, so
+recipes run on it choose defaults without touching the test set."""
 
 DATASET_DESCRIPTIONS: dict[str, str] = {name: entry.description for name, entry in _REGISTRY.items()}
 """One line per data set name, for ``--help``."""
@@ -41,7 +46,8 @@ def load_dataset(name: str, /, root: str | Path | None = None, **options: Any) -
 
     Args:
         name: one of :data:`DATASETS`: ``digits`` and ``mnist5k`` ship with installed packages;
-            ``mnist``, ``cifar10``, ``folder`` and ``npz`` read the user's files at ``root``.
+            ``mnist``, ``cifar10``, ``folder`` and ``npz`` read the user's files at ``root``. Any of them with
+            the suffix ``-val`` (e.g. ``digits-val``) is its validation data set (:data:`VALIDATION_SUFFIX`).
         root: the folder or file of a user data set; must be ``None`` for the embedded ones.
         **options: keyword arguments of the loader, e.g. ``image_size`` for ``folder``, ``test_fraction``
             and ``seed`` for the split of ``digits``, or ``name`` (the loaders' own, for reports: ``name`` is
@@ -55,8 +61,11 @@ def load_dataset(name: str, /, root: str | Path | None = None, **options: Any) -
             an embedded data set.
         FileNotFoundError: from the loader, naming a missing file and how to supply it.
     """
+    if name.endswith(VALIDATION_SUFFIX) and name.removesuffix(VALIDATION_SUFFIX) in _REGISTRY:
+        return load_dataset(name.removesuffix(VALIDATION_SUFFIX), root=root, **options).validation_split()
     if name not in _REGISTRY:
-        raise ValueError(f"name: unknown data set {name!r}; expected one of {', '.join(DATASETS)}")
+        raise ValueError(f"name: unknown data set {name!r}; expected one of {', '.join(DATASETS)} "
+                         f"(or one of them + {VALIDATION_SUFFIX!r})")
     entry = _REGISTRY[name]
     if entry.needs_root:
         if root is None:

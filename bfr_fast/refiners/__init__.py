@@ -15,11 +15,12 @@ from bfr_fast.refiners.inversion import InversionCache, build_inversion_cache
 from bfr_fast.refiners.lfr import MIXINGS, LatentFlowRefiner, LatentFlowRefinerLoss, RefinedSample, mix_latents
 from bfr_fast.refiners.noise_injection import NoiseInjectionRefiner
 from bfr_fast.refiners.pool import FreshSamples, GeneratedSource, SamplePool, build_pool
-from bfr_fast.refiners.reflow import ReflowLoss, reflow_pairs
+from bfr_fast.refiners.reflow import ReflowLoss, reflow_pairs, student_of
 
 __all__ = [
     "ReflowLoss",
     "reflow_pairs",
+    "student_of",
     "DEFAULT_AUGMENTATION",
     "MIXINGS",
     "DataFlowRefiner",

@@ -15,10 +15,13 @@ minibatch loader of ``(x, y)`` serves them.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
-from bfr_fast.losses.flow_matching import FlowMatchingLoss
+from bfr_fast.losses.path_loss import velocity_mse
+from bfr_fast.paths import LinearPath
 from bfr_fast.refiners.base import Refiner
 
 
@@ -56,17 +59,46 @@ def reflow_pairs(
 
 
 class ReflowLoss:
-    """``loss(model, pairs, y) -> (loss, logs)``: flow matching on fixed ``(source, target)`` pairs.
+    r"""``loss(model, pairs, y) -> (loss, logs)``: flow matching on fixed ``(source, target)`` pairs.
 
-    The pairs *are* the coupling, so they are used as given (no re-pairing); times are drawn fresh per sample.
+    The pairs *are* the coupling, so they are used as given (no re-pairing). Times: with probability
+    ``start_fraction`` a sample is trained at :math:`t = 0` exactly, otherwise at :math:`t \sim U(0, 1)`; the
+    loss is :math:`\mathrm{mean}\,(r(x_t, t) - (x_1 - x_0))^2` over every element either way. At
+    ``start_fraction = 0`` this is rectified-flow reflow (the whole straightened ODE is learnt); at 1 it is
+    one-step distillation, :math:`x_0 + r(x_0, 0) \approx x_1`, which is all that a 1-NFE student ever
+    evaluates; values in between keep the student a usable multi-step flow while weighting its first step.
+
+    Args:
+        start_fraction: Probability in [0, 1] of a sample's time being exactly 0.
+
+    Raises:
+        ValueError: ``start_fraction`` outside [0, 1].
     """
 
-    def __init__(self) -> None:
-        self.flow_matching = FlowMatchingLoss(coupling="independent")
+    def __init__(self, start_fraction: float = 0.0) -> None:
+        if isinstance(start_fraction, bool) or not isinstance(start_fraction, (int, float)) or not (
+            0.0 <= start_fraction <= 1.0
+        ):
+            raise ValueError(f"start_fraction must be a number in [0, 1], got {start_fraction!r}")
+        self.start_fraction = float(start_fraction)
+        self.path = LinearPath()
 
     def __call__(
         self, model: nn.Module, pairs: torch.Tensor, y: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if pairs.dim() < 2 or pairs.shape[1] != 2:
             raise ValueError(f"pairs must be (B, 2, ...) stacked (source, target) pairs, got {tuple(pairs.shape)}")
-        return self.flow_matching(model, pairs[:, 1], y, x0=pairs[:, 0])
+        x0, x1 = pairs[:, 0], pairs[:, 1]
+        t = torch.rand(x0.shape[0], device=x0.device)
+        if self.start_fraction > 0:
+            at_start = torch.rand(x0.shape[0], device=x0.device) < self.start_fraction
+            t = torch.where(at_start, torch.zeros_like(t), t)
+        x_t, u = self.path.sample(x0, x1, t)
+        return velocity_mse(model(x_t, t, y), u), {}
+
+
+def student_of(teacher: Refiner) -> Refiner:
+    """A trainable copy of ``teacher`` (same kind, config and weights): the warm start of its 1-NFE student."""
+    student = copy.deepcopy(teacher)
+    student.train().requires_grad_(True)
+    return student

@@ -37,3 +37,20 @@ def test_dispatches_with_options(tmp_path, digits_data):
 def test_missing_user_file_propagates(tmp_path):
     with pytest.raises(FileNotFoundError, match="mnist"):
         load_dataset("mnist", tmp_path / "mnist")
+
+
+def test_validation_data_set_is_carved_from_training_data_only():
+    full = load_dataset("digits")
+    val = load_dataset("digits-val")
+    assert val.name == "digits-val" and val.num_classes == full.num_classes
+    assert val.train_x.shape[0] + val.test_x.shape[0] == full.train_x.shape[0]
+    rows = {tuple(x.flatten().tolist()) for x in full.train_x}
+    test_rows = {tuple(x.flatten().tolist()) for x in full.test_x} - rows  # digits has a few duplicate images
+    carved = [tuple(x.flatten().tolist()) for x in torch.cat([val.train_x, val.test_x])]
+    assert set(carved) <= rows and not set(carved) & test_rows  # never a test image
+    assert sorted(carved) == sorted(tuple(x.flatten().tolist()) for x in full.train_x)  # all of train, once
+    counts = val.class_counts("test").float() / full.class_counts("train").float()
+    assert torch.all((counts - 0.2).abs() < 0.02)  # stratified, 20% of each class
+    assert torch.equal(load_dataset("digits-val").test_x, val.test_x)  # the same carve every time
+    with pytest.raises(ValueError, match="-val"):
+        load_dataset("nope-val")

@@ -19,11 +19,15 @@ SAMPLER_STEPS = 2
 EXPECTED = [
     ("base", SAMPLER_STEPS, 0),
     ("noise_injection", SAMPLER_STEPS, 1),
+    ("noise_injection", SAMPLER_STEPS, 10),
     ("fmrefiner", SAMPLER_STEPS, 1),
+    ("fmrefiner", SAMPLER_STEPS, 10),
     ("dfr", SAMPLER_STEPS, 1),
     ("dfr", SAMPLER_STEPS, 10),
+    ("dfr", SAMPLER_STEPS, 4),  # one RK4 step
     ("lfr", SAMPLER_STEPS, 1),
     ("lfr", SAMPLER_STEPS, 10),
+    ("lfr", SAMPLER_STEPS, 4),
 ]
 NETWORKS = ("base", "noise_injection", "fmrefiner", "dfr", "lfr")
 MD = dict(nanoseconds=0.01, frames=50)  # 40 training and 10 test frames

@@ -3,27 +3,38 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
+import torch
 from PIL import Image
 
 from bfr_fast.checkpoint import load
 from bfr_fast.refiners import Refiner
 from bfr_fast.train.cli import main
 from bfr_fast.train.recipes import DEFAULT_RECIPE
+from bfr_fast.train.recipes import bfr
 from bfr_fast.train.recipes.bfr import summarize
 
 SAMPLER_STEPS = 3
-EXPECTED = [
-    ("base", SAMPLER_STEPS, 0),
-    ("noise_injection", SAMPLER_STEPS, 1),
-    ("fmrefiner", SAMPLER_STEPS, 1),
-    ("dfr", SAMPLER_STEPS, 1),
-    ("dfr", SAMPLER_STEPS, 10),
-    ("lfr", SAMPLER_STEPS, 1),
-    ("lfr", SAMPLER_STEPS, 10),
+TEACHER_NFE = 10
+EXPECTED = [  # (method, solver, nfe_base, nfe_refiner, teacher_nfe)
+    ("base", None, SAMPLER_STEPS, 0, None),
+    ("noise_injection", "euler", SAMPLER_STEPS, 1, None),
+    ("noise_injection", "euler", SAMPLER_STEPS, 10, None),
+    ("fmrefiner", "euler", SAMPLER_STEPS, 1, None),
+    ("fmrefiner", "euler", SAMPLER_STEPS, 10, None),
+    ("dfr", "euler", SAMPLER_STEPS, 1, None),
+    ("dfr", "euler", SAMPLER_STEPS, 10, None),
+    ("dfr", "rk4", SAMPLER_STEPS, 4, None),  # one RK4 step: the reference protocol, at its true NFE
+    ("dfr_reflow", "euler", SAMPLER_STEPS, 1, TEACHER_NFE),
+    ("lfr", "euler", SAMPLER_STEPS, 1, None),
+    ("lfr", "euler", SAMPLER_STEPS, 10, None),
+    ("lfr", "rk4", SAMPLER_STEPS, 4, None),
+    ("lfr_reflow", "euler", SAMPLER_STEPS, 1, TEACHER_NFE),
 ]
-NETWORKS = ("base", "noise_injection", "fmrefiner", "dfr", "lfr")
+NETWORKS = ("base", "noise_injection", "fmrefiner", "dfr", "lfr", "dfr_reflow", "lfr_reflow")
+STUDENTS = ("dfr_reflow", "lfr_reflow")
 
 
 BASE_STEPS = 6
@@ -33,6 +44,18 @@ REFINER_STEPS = 4
 def _args(out, cache, *extra):
     return ["--out", str(out), "--steps", str(REFINER_STEPS), "--base-steps", str(BASE_STEPS), "--num-samples", "60", "--sampler-steps", str(SAMPLER_STEPS),
             "--cache-dir", str(cache), "--device", "cpu", *extra]
+
+
+PAIRS_PER_CLASS = 6
+
+
+@pytest.fixture(scope="module", autouse=True)
+def few_pairs():
+    """The digits budget with few distillation pairs (the real one's 10 000 would dominate the test's time)."""
+    budget = bfr.bfr_budget
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bfr, "bfr_budget", lambda shape: replace(budget(shape), distill_pairs=PAIRS_PER_CLASS))
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +77,10 @@ def test_run_folder_holds_every_network_pool_and_cache(short_run):
         assert (out / name).is_file(), name
     for name in NETWORKS[1:]:
         header = Refiner.read_header(out / "checkpoints" / f"{name}-refiner.pt")
-        assert header["kind"] == name
+        assert header["kind"] == name.removesuffix("_reflow")  # a student is a refiner of its teacher's kind
     assert Refiner.read_header(out / "checkpoints" / "lfr-refiner.pt")["config"]["alpha"] == 0.1
+    for name in STUDENTS:
+        assert (out / "checkpoints" / f"{name}-pairs.pt").is_file()
 
 
 def test_base_steps_train_the_base_alone_longer(short_run):
@@ -67,6 +92,26 @@ def test_base_steps_train_the_base_alone_longer(short_run):
     assert metrics["train_steps"] == {"base": BASE_STEPS, "refiner": REFINER_STEPS}
 
 
+def test_students_start_from_their_teachers_and_report_their_cost(short_run):
+    out, _ = short_run
+    ckpt = out / "checkpoints"
+    metrics = json.loads((out / "metrics.json").read_text())
+    per_class = PAIRS_PER_CLASS
+    for name in STUDENTS:
+        cost = metrics["distillation"][name]
+        assert cost["teacher_nfe"] == TEACHER_NFE and cost["pairs"] == 10 * per_class
+        assert cost["teacher_calls"] == cost["pairs"] * TEACHER_NFE and cost["train_steps"] == REFINER_STEPS
+        pairs = load(ckpt / f"{name}-pairs.pt")["pairs"]
+        assert pairs.shape == (10 * per_class, 2, 1, 8, 8)
+        teacher = load(ckpt / f"{name.removesuffix('_reflow')}-refiner.pt")["state_dict"]
+        student = load(ckpt / f"{name}-refiner.pt")["state_dict"]
+        moved = [k for k in teacher if not torch.equal(teacher[k], student[k])]
+        assert moved and len(moved) < len(teacher) + 1  # fine-tuned from the teacher's weights, not equal to them
+    assert metrics["distillation"]["dfr_reflow"]["base_nfe"] == SAMPLER_STEPS
+    sources = load(ckpt / "dfr_reflow-sources.pt")
+    pool = load(ckpt / "pool.pt")
+    assert not torch.equal(sources["x"][: pool["x"].shape[0]], pool["x"])  # fresh base samples, not the pool
+
 def test_rows_have_honest_nfe_same_seeds_and_grids(short_run):
     out, _ = short_run
     metrics = json.loads((out / "metrics.json").read_text())
@@ -75,8 +120,13 @@ def test_rows_have_honest_nfe_same_seeds_and_grids(short_run):
     seeds = sorted({r["seed"] for r in rows})
     assert len(seeds) >= 1 and seeds[0] == 0
     for seed in seeds:
-        got = [(r["method"], r["nfe_base"], r["nfe_refiner"]) for r in rows if r["seed"] == seed]
+        got = [(r["method"], r["solver"], r["nfe_base"], r["nfe_refiner"], r["teacher_nfe"])
+               for r in rows if r["seed"] == seed]
         assert got == EXPECTED
+        base = next(r for r in rows if r["seed"] == seed and r["method"] == "base")
+        for row in rows:  # a recipe that dropped a refiner's output would repeat the base row
+            if row["seed"] == seed and row["method"] != "base":
+                assert row["fd"] != base["fd"], row["method"]
     for row in rows:
         assert row["fd"] >= 0 and row["kid"] == row["kid"] and row["is"] >= 1
         assert Image.open(out / row["grid"]).size[0] > 50
@@ -85,7 +135,8 @@ def test_rows_have_honest_nfe_same_seeds_and_grids(short_run):
     errors = metrics["inversion_error"]
     assert 0 <= errors["median"] <= errors["p95"] <= errors["max"]
     table = (out / "results.md").read_text()
-    assert "FD-digitsnet" in table and "NFE refiner" in table and "| lfr | 3 | 10 |" in table
+    assert "FD-digitsnet" in table and "NFE refiner" in table and "| lfr | euler | 3 | 10 |" in table
+    assert "| dfr | rk4 | 3 | 4 |" in table and "| lfr_reflow | euler | 3 | 1 | 10 |" in table
     assert "real training images score" in table
 
 
@@ -97,6 +148,8 @@ def test_resume_loads_finished_networks_without_retraining(short_run):
     for name in NETWORKS:
         assert f"{name}: resumed from" in log and f"{name} step 1:" not in log.split(f"{name}: resumed from")[-1]
     assert "pool: loaded" in log and "inversion cache: loaded" in log
+    for name in STUDENTS:
+        assert f"{name}: loaded {10 * PAIRS_PER_CLASS} pairs" in log
     after = {n: (out / "checkpoints" / f"{n}.pt").stat().st_mtime_ns for n in ("pool", "inversion")}
     assert before == after
 

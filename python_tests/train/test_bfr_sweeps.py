@@ -13,7 +13,8 @@ from bfr_fast.train.recipes.bfr_alpha import ALPHAS, SIGMAS
 
 SAMPLER_STEPS = 2
 STEPS = 8
-TABLE1 = [("base", 0), ("noise_injection", 1), ("fmrefiner", 1), ("dfr", 1), ("dfr", 10), ("lfr", 1), ("lfr", 10)]
+TABLE1 = [("base", 0), ("noise_injection", 1), ("noise_injection", 10), ("fmrefiner", 1), ("fmrefiner", 10),
+          ("dfr", 1), ("dfr", 10), ("dfr", 4), ("lfr", 1), ("lfr", 10), ("lfr", 4)]  # (method, NFE); 4: one RK4 step
 
 
 def _run(tmp_path_factory, cache, recipe):
@@ -65,10 +66,10 @@ def test_alpha_sweeps_every_alpha_and_sigma(alpha):
     seed0 = [r for r in rows if r["seed"] == 0]
     assert [(r["method"], r["nfe_refiner"]) for r in seed0 if r["method"] == "base"] == [("base", 0)]
     lfr = sorted((r["alpha"], r["nfe_refiner"]) for r in seed0 if r["method"] == "lfr")
-    assert lfr == sorted((a, n) for a in ALPHAS for n in (1, 10))
-    assert sorted(r["sigma_d"] for r in seed0 if r["method"] == "noise_injection") == sorted(SIGMAS)
-    assert sorted(r["sigma_f"] for r in seed0 if r["method"] == "fmrefiner") == sorted(SIGMAS)
-    assert all(r["nfe_refiner"] == 1 for r in seed0 if r["method"] in ("noise_injection", "fmrefiner"))
+    assert lfr == sorted((a, n) for a in ALPHAS for n in (1, 10, 4))
+    for method, sigma in (("noise_injection", "sigma_d"), ("fmrefiner", "sigma_f")):
+        got = sorted((r[sigma], r["nfe_refiner"]) for r in seed0 if r["method"] == method)
+        assert got == sorted((s, n) for s in SIGMAS for n in (1, 10))
     assert not any(r["method"] == "dfr" for r in rows)
 
 

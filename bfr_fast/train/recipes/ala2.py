@@ -303,11 +303,14 @@ def evaluate(ctx: RunContext, data: MoleculeDataset, standardizer: Standardizer,
 
     rows = []
     noise = source_noise(num_samples, (3 * data.n_atoms,), seed, ctx.device)
-    for method, nfe, make in table_candidates(generator, refiners, noise, None, seed, progress=ctx.dist.is_main):
-        samples, nfe_base, nfe_refiner = make()
+    for candidate in table_candidates(generator, refiners, noise, None, seed, progress=ctx.dist.is_main):
+        method = candidate.method
+        samples, nfe_base, nfe_refiner = candidate.make()
+        nfe = nfe_refiner  # labels by true NFE: one RK4 step is 4
         xyz = standardizer.decode(samples.float()).cpu()
         metrics, row_energies = score(data, xyz, reference_energies)
-        row = {"method": method, "nfe_base": nfe_base, "nfe_refiner": nfe_refiner, "seed": seed, **metrics}
+        row = {"method": method, "solver": candidate.solver, "nfe_base": nfe_base, "nfe_refiner": nfe_refiner,
+               "seed": seed, **metrics}
         log.info("%s: %s", _label(method, nfe), {k: row[k] for k in ("cov_r", "cov_p", "amr_r", "amr_p",
                                                                      "energy_error_percent", "excluded_generated")})
         rows.append(row)

@@ -62,7 +62,7 @@ def run(ctx: RunContext) -> RunResult:
         prefix = "-".join(f"{k}{v}" for k, v in extra.items()) + "-"
         rows += evaluate_refiners(ctx, setup, {method: refiner}, extractor, reference, grid_prefix=prefix,
                                   extra=extra, include_base=False)
-    keys = ("method", "alpha", "sigma_d", "sigma_f", "nfe_base", "nfe_refiner")
+    keys = ("method", "alpha", "sigma_d", "sigma_f", "solver", "nfe_base", "nfe_refiner", "teacher_nfe")
     for row in rows:
         for key in keys:
             row.setdefault(key, None)

@@ -46,7 +46,7 @@ def run(ctx: RunContext) -> RunResult:
     for name, setup in (("strong", strong), ("weak", weak)):
         rows += evaluate_refiners(ctx, setup, refiners, extractor, reference, grid_prefix=f"{name}-",
                                   extra={"base": name})
-    keys = ("base", "method", "nfe_base", "nfe_refiner")
+    keys = ("base", "method", "solver", "nfe_base", "nfe_refiner", "teacher_nfe")
     title = (
         f"BFR transfer on `{data.name}`: refiners trained on the strong base, applied to a weak base "
         f"({weak_steps} training steps); Euler {strong.generator.num_steps} steps, scored with `{extractor.name}`"
