@@ -11,12 +11,60 @@ from typing import IO, Any
 import torch
 
 
+def _temp_head(path: Path) -> str:
+    """How the temporary files of ``path`` begin; the writer's pid and mkstemp's random part follow."""
+    return f".{path.name}."
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def remove_stale_temp_files(path: str | os.PathLike) -> list[Path]:
+    """Removes the temporary files that interrupted :func:`atomic_write` calls for ``path`` left behind.
+
+    A write killed too hard to clean up after itself (SIGKILL, power loss) leaves a full-size hidden
+    ``.<name>.<pid>.<random>.tmp`` beside ``path``. Only those of processes no longer running are removed: a
+    temporary file of a live process is a write in progress (a cache shared by two runs, say).
+
+    Returns:
+        The files removed.
+    """
+    path = Path(path)
+    head = _temp_head(path)
+    removed = []
+    for candidate in path.parent.glob(".*.tmp"):
+        if not candidate.name.startswith(head):
+            continue
+        # "<pid>.<random>" exactly: a longer tail belongs to another file whose name extends path's
+        tail = candidate.name[len(head):-len(".tmp")].split(".")
+        if len(tail) == 2 and tail[0].isdigit() and not _process_alive(int(tail[0])):
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
+
+
+def _file_mode() -> int:
+    """The mode ``open()`` would give a new file (0o666 less the umask), not mkstemp's private 0o600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
     """Writes a file atomically: ``write`` fills a temporary file, which then replaces ``path``.
 
     The temporary file lives in the same folder; it is flushed and fsynced, then renamed over ``path`` (an
     atomic replace on POSIX), and the folder is fsynced so the rename itself survives a crash. If ``write``
-    raises, the temporary file is removed and ``path`` is left as it was.
+    raises (an error, Ctrl-C, or SIGTERM under the CLI), the temporary file is removed and ``path`` is left as
+    it was; temporary files of earlier writes of ``path`` that were killed outright are removed first
+    (:func:`remove_stale_temp_files`). The file gets the permissions of a plain ``open()``.
 
     Args:
         path: the file to write; its folder is created if missing.
@@ -27,9 +75,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temp_files(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_temp_head(path)}{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), _file_mode())
             write(f)
             f.flush()
             os.fsync(f.fileno())

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from types import FrameType
 
 import torch
 
@@ -94,18 +98,55 @@ def _run_recipe(options: RunOptions, folder: RunFolder, ctx_dist: distributed.Di
         log.info("done in %.0f s: %s", elapsed, folder.results)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point. Returns the process exit code: 0, 2 on a bad option or input, 130 on Ctrl-C."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``docker stop``, a scheduler's preemption), raised where Ctrl-C raises
+    KeyboardInterrupt, so that the handlers that save a run on Ctrl-C save it on SIGTERM too."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (elsewhere: nothing changes).
+
+    Further SIGTERMs are ignored once the first arrived, so that the checkpoint it triggers is written whole.
+    """
+    if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
+        yield
+        return
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        options = parse_options(argv)
-        folder = run(options)
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point.
+
+    Returns:
+        The process exit code: 0; 2 on a bad option or input; on an interruption, after the checkpoints are
+        saved, 130 (Ctrl-C) or 143 (SIGTERM), the shell's codes for a process ended by those signals.
+    """
+    options: RunOptions | None = None
+    try:
+        with sigterm_as_interrupt():
+            options = parse_options(argv)
+            folder = run(options)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: checkpoints were saved; rerun with --resume --out <run folder> to continue",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        name, code = ("SIGTERM", 143) if isinstance(interrupt, Terminated) else ("SIGINT", 130)
+        if options is None:
+            print(f"interrupted by {name} before the run started", file=sys.stderr)
+        else:
+            print(f"interrupted by {name}: checkpoints were saved in {options.out}; rerun with --resume --out "
+                  f"{options.out} to continue", file=sys.stderr)
+        return code
     print(folder.results.read_text())
     print(f"run folder: {folder.root}")
     return 0

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
+import bfr_fast
+from bfr_fast.checkpoint import load
 from bfr_fast.train.cli import build_parser, main
 from bfr_fast.train.run_folder import RunFolder
 
@@ -97,6 +104,30 @@ def test_out_that_cannot_be_a_folder_gives_one_error_line(where, tmp_path, quick
     assert main(["--recipe", "flow", "--out", str(out), *quick]) == 2
     err = _one_error_line(capsys)
     assert "--out" in err and str(out) in err
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_143_naming_the_folder(tmp_path, extractor_cache):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "bfr_fast.train", "--recipe", "flow", "--out", str(out), "--steps", "1000",
+               "--device", "cpu", "--cache-dir", str(extractor_cache)]
+    env = {**os.environ, "PYTHONPATH": str(Path(bfr_fast.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        deadline = time.monotonic() + 120
+        # a logged step: training is under way (log_every is 20 steps at 1000)
+        while not ((out / "log.txt").is_file() and " step " in (out / "log.txt").read_text()):
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-2000:]
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 143, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert "SIGTERM" in last and f"--resume --out {out}" in last and "<run folder>" not in last
+    assert load(out / "checkpoints" / "base.pt")["step"] >= 20
+    assert not [p for p in out.rglob("*.tmp")]
 
 
 def test_help_lists_recipes():

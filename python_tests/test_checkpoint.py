@@ -1,0 +1,100 @@
+"""Atomic files: no half-written file, no temp file left behind, the permissions of a plain open()."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import bfr_fast
+from bfr_fast.checkpoint import atomic_save, atomic_write, load
+
+# Writes half of a file through atomic_write, then hangs until killed.
+HANGING_WRITER = """
+import sys, time
+from bfr_fast.checkpoint import atomic_write
+
+def write(f):
+    f.write(b"x" * 4096)
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+
+atomic_write(sys.argv[1], write)
+"""
+
+
+def _package_env() -> dict[str, str]:
+    """The environment of a subprocess that imports the same bfr_fast as the tests."""
+    return {**os.environ, "PYTHONPATH": str(Path(bfr_fast.__file__).parents[1])}
+
+
+def _temp_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
+    target = atomic_save({"a": 1}, tmp_path / "ckpt.pt")
+
+    def interrupted(f):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, interrupted)
+    assert load(target) == {"a": 1} and _temp_files(tmp_path) == []
+
+
+def test_a_killed_write_leaves_a_temp_file_that_the_next_write_removes(tmp_path):
+    target = tmp_path / "ckpt.pt"
+    writer = subprocess.Popen([sys.executable, "-c", HANGING_WRITER, str(target)], stdout=subprocess.PIPE,
+                              text=True, env=_package_env())
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+        assert len(_temp_files(tmp_path)) == 1  # a write in progress of a live process
+        atomic_save({"b": 2}, tmp_path / "other.pt")  # another target's write leaves it alone
+        assert len(_temp_files(tmp_path)) == 1
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    assert len(_temp_files(tmp_path)) == 1  # SIGKILL: nothing could clean up
+    atomic_save({"c": 3}, target)
+    assert _temp_files(tmp_path) == [] and load(target) == {"c": 3}
+
+
+def test_a_live_writers_temp_file_is_kept(tmp_path):
+    target = tmp_path / "ckpt.pt"
+    in_progress = tmp_path / f".ckpt.pt.{os.getpid()}.abcd1234.tmp"  # as if this process were writing it
+    in_progress.write_bytes(b"x")
+    longer_name = tmp_path / ".ckpt.pt.1.2.abcd1234.tmp"  # a temp file of "ckpt.pt.1", not of "ckpt.pt"
+    longer_name.write_bytes(b"x")
+    atomic_save({"d": 4}, target)
+    assert in_progress.exists() and longer_name.exists()
+
+
+def test_atomic_files_get_the_mode_of_a_plain_open(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic = atomic_write(tmp_path / "atomic.txt", lambda f: f.write(b"x"))
+    assert atomic.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
+def test_sigterm_mid_write_under_the_cli_handler_leaves_no_temp_file(tmp_path):
+    script = HANGING_WRITER.replace("atomic_write(sys.argv[1], write)", """
+from bfr_fast.train.cli import sigterm_as_interrupt, Terminated
+try:
+    with sigterm_as_interrupt():
+        atomic_write(sys.argv[1], write)
+except Terminated:
+    sys.exit(143)
+""")
+    writer = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "ckpt.pt")], stdout=subprocess.PIPE,
+                              text=True, env=_package_env())
+    assert writer.stdout.readline().strip() == "writing"
+    writer.send_signal(signal.SIGTERM)
+    assert writer.wait(timeout=30) == 143
+    assert _temp_files(tmp_path) == [] and not (tmp_path / "ckpt.pt").exists()
