@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point.
 
     Returns:
-        The process exit code: 0; 2 on a bad option or input; on an interruption, after the checkpoints are
+        The process exit code: 0; 2 on a bad option or input; 1 when the training diverged; on an interruption, after the checkpoints are
         saved, 130 (Ctrl-C) or 143 (SIGTERM), the shell's codes for a process ended by those signals.
     """
     options: RunOptions | None = None
@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except FloatingPointError as error:  # a diverged training: no metrics of a broken network
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as interrupt:
         name, code = ("SIGTERM", 143) if isinstance(interrupt, Terminated) else ("SIGINT", 130)
         if options is None:

@@ -118,6 +118,9 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
         self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
+        # The first step whose loss or gradient norm was not finite (0: none yet), kept on the device so that a
+        # step never waits for the host; read where the loop synchronises anyway (logging, checkpoints).
+        self._first_nonfinite_step = torch.zeros((), dtype=torch.long, device=self.device)
         self.trained_model: nn.Module = (
             DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
             if self.dist.enabled
@@ -165,11 +168,36 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         self.step = int(state["step"])
 
+    def _diverged(self, what: str) -> FloatingPointError:
+        """The error that stops a diverged training: what happened, what is on disk, what to change."""
+        path = self.checkpoint_path
+        kept = f"the last checkpoint {path} is kept" if path is not None and path.is_file() else "no checkpoint"
+        return FloatingPointError(f"{self.description}: {what}; {kept}; lower the learning rate "
+                                  f"(now {self.config.lr:g})")
+
+    def _raise_if_diverged(self) -> None:
+        """Raises FloatingPointError, naming the step, once a loss or a gradient norm was not finite."""
+        step = int(self._first_nonfinite_step)
+        if step:
+            raise self._diverged(f"training diverged at step {step} (the loss or the gradient norm is not finite)")
+
     def save_checkpoint(self) -> Path | None:
-        """Writes the checkpoint atomically (main process only) and returns its path."""
+        """Writes the checkpoint atomically (main process only) and returns its path.
+
+        A finite checkpoint is never replaced by a diverged one.
+
+        Raises:
+            FloatingPointError: the training diverged (see :meth:`_raise_if_diverged`) or the weights or their
+                EMA hold NaN or inf; the file on disk is left as it was.
+        """
         if self.checkpoint_path is None or not self.dist.is_main:
             return None
-        return atomic_save(self.state_dict(), self.checkpoint_path)
+        self._raise_if_diverged()
+        state = self.state_dict()
+        for name in ("model", "ema"):
+            if not all(v.isfinite().all() for v in state[name].values() if v.is_floating_point()):
+                raise self._diverged(f"the {name} weights are not finite at step {self.step}")
+        return atomic_save(state, self.checkpoint_path)
 
     def resume(self) -> bool:
         """Loads ``checkpoint_path`` if it exists. Returns whether it did."""
@@ -186,8 +214,15 @@ class Trainer:
         self.scaler.scale(loss).backward()
         # Clipping must see the true gradients: unscale first (a no-op unless fp16 scaling is on).
         self.scaler.unscale_(self.optimizer)
+        nonfinite = ~loss.detach().isfinite()
         if self.config.grad_clip > 0:
             logs["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            # Under fp16 scaling an inf norm is a skipped step, routine; otherwise the gradients overflowed
+            # (clipping would zero them and the run would drift on momentum alone).
+            if not self.scaler.is_enabled():
+                nonfinite |= ~logs["grad_norm"].isfinite()
+        first = self._first_nonfinite_step
+        self._first_nonfinite_step = torch.where(nonfinite & (first == 0), self.step + 1, first)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
@@ -201,6 +236,10 @@ class Trainer:
 
         Returns:
             The last logged values (floats).
+
+        Raises:
+            FloatingPointError: at the first logging step or checkpoint after a non-finite loss or gradient norm
+                (or weights), naming the step; no checkpoint is written from then on.
         """
         self.model.train()
         last: dict[str, float] = {}
@@ -219,8 +258,7 @@ class Trainer:
                     progress.set_postfix({k: f"{v:.4g}" for k, v in last.items()})
                     log.info("%s step %d: %s", self.description, self.step,
                              ", ".join(f"{k}={v:.5g}" for k, v in last.items()))
-                    if not math.isfinite(last["loss"]):
-                        raise FloatingPointError(f"{self.description}: loss is {last['loss']} at step {self.step}")
+                    self._raise_if_diverged()
                 if self.step % self.config.checkpoint_every == 0:
                     self.save_checkpoint()
         except KeyboardInterrupt:

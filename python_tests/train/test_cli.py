@@ -64,9 +64,10 @@ def quick(extractor_cache) -> list[str]:
 
 
 def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "Traceback" not in err and "\n" not in err, err
-    return err
+    """The error line that ends stderr (progress bars may come before it), checked to be the only message."""
+    *before, last = capsys.readouterr().err.strip().split("\n")
+    assert last.startswith("error: ") and all("it/s" in line for line in before), (before, last)
+    return last
 
 
 def test_second_run_into_a_run_folder_is_refused_and_changes_nothing(short_run, quick, capsys):
@@ -128,6 +129,14 @@ def test_sigterm_saves_a_checkpoint_and_exits_143_naming_the_folder(tmp_path, ex
     assert "SIGTERM" in last and f"--resume --out {out}" in last and "<run folder>" not in last
     assert load(out / "checkpoints" / "base.pt")["step"] >= 20
     assert not [p for p in out.rglob("*.tmp")]
+
+
+def test_a_diverged_run_fails_naming_the_step_and_writes_no_metrics(tmp_path, quick, capsys):
+    out = tmp_path / "run"
+    assert main(["--recipe", "flow", "--out", str(out), *quick, "--steps", "30", "--lr", "1e10"]) == 1
+    err = _one_error_line(capsys)
+    assert "base: training diverged at step" in err and "lower the learning rate" in err
+    assert not (out / "metrics.json").exists() and not (out / "results.md").exists()
 
 
 def test_help_lists_recipes():

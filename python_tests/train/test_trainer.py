@@ -92,6 +92,43 @@ def test_keyboard_interrupt_saves_a_checkpoint(tmp_path):
     assert load(tmp_path / "ckpt.pt")["step"] == 12
 
 
+def _failing_at(trainer: Trainer, step: int, failure) -> None:
+    """Makes ``failure(model, loss)`` turn the loss of call ``step`` of ``trainer.loss_fn`` bad."""
+    inner = trainer.loss_fn
+    calls = {"n": 0}
+
+    def failing(m, x, y):
+        calls["n"] += 1
+        loss, logs = inner(m, x, y)
+        return (failure(m, loss) if calls["n"] == step else loss), logs
+
+    trainer.loss_fn = failing
+
+
+@pytest.mark.parametrize("failure", [
+    lambda m, loss: loss * float("inf"),  # a non-finite loss
+    lambda m, loss: loss * 1e38,  # a finite loss whose gradient norm overflows (clipping would zero it)
+], ids=["loss", "grad-norm"])
+def test_divergence_stops_naming_the_step_and_keeps_the_finite_checkpoint(tmp_path, failure):
+    trainer = make_trainer(tmp_path, steps=20, log_every=100)  # the checkpoint at step 10 is the first check
+    _failing_at(trainer, 7, failure)
+    with pytest.raises(FloatingPointError, match="diverged at step 7"):
+        trainer.fit()
+    state = load(tmp_path / "ckpt.pt")
+    assert state["step"] == 5 and all(v.isfinite().all() for v in state["model"].values())
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path):
+    trainer = make_trainer(tmp_path, steps=5)
+    trainer.fit()
+    with torch.no_grad():
+        trainer.model[0].weight[0, 0] = float("nan")  # whatever the cause, with finite losses so far
+    trainer.step = 6
+    with pytest.raises(FloatingPointError, match="model weights are not finite at step 6"):
+        trainer.save_checkpoint()
+    assert load(tmp_path / "ckpt.pt")["step"] == 5
+
+
 def test_clipping_sees_unscaled_gradients(tmp_path):
     # With fp16 gradient scaling the raw gradients are multiplied by 2**16; the logged norm must be the true one.
     fp32 = make_trainer(tmp_path / "a", steps=1, grad_clip=1e6)
