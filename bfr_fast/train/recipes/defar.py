@@ -110,7 +110,7 @@ class DefarBudget(ComparisonBudget):
 
     curve_steps: int = 3000
     curve_every: int = 250
-    finetune_steps: int = 500
+    finetune_steps: int = 100
     optimiser: str = "recipe"
 
     def __post_init__(self) -> None:
@@ -121,10 +121,11 @@ class DefarBudget(ComparisonBudget):
             raise ValueError(f"optimiser must be one of {OPTIMISERS}, got {self.optimiser!r}")
 
     def curve_schedule(self, steps: int | None) -> list[int]:
-        """The curve's measured steps; with ``--steps`` given, that many steps at the budget's number of points."""
+        """The curve's measured steps; with ``--steps`` given, that many steps at (at most) the budget's number of
+        points."""
         total = steps or self.curve_steps
         points = max(self.curve_steps // self.curve_every, 1)
-        every = max(total // points, 1) if steps else self.curve_every
+        every = -(-total // points) if steps else self.curve_every  # ceil: no more points than the budget's
         milestones = list(range(every, total + 1, every))
         return milestones if milestones and milestones[-1] == total else [*milestones, total]
 
@@ -303,7 +304,8 @@ def run(ctx: RunContext) -> RunResult:
             f"## Fine-tuning: fm at {steps} steps, then {finetune[-1]['train_steps'] - steps} more steps with each "
             "loss (same start, same batches)\n\n" + markdown_table(summary, summary_columns),
             "### FD difference to finetune-fm, paired by training seed\n\n"
-            + markdown_table(paired_fd_differences(finetune, "finetune-fm"), diff_columns("finetune-fm")),
+            + markdown_table(paired_fd_differences([r for r in finetune if r["stage"] == "finetune"], "finetune-fm"),
+                             diff_columns("finetune-fm")),
         ]
     if curve is not None:
         points = [{"step": p["step"], "train_seconds": p["train_seconds"],
