@@ -51,6 +51,22 @@ def fused_available(device_type: str) -> bool:
     return device_type in _FUSED_DEVICE_TYPES
 
 
+def backend_report(device: torch.device | str) -> dict[str, str]:
+    """Which backend ``backend="auto"`` runs on ``device``, and why: for run logs and ``metrics.json``.
+
+    Args:
+        device: Where the ops run.
+
+    Returns:
+        ``{"backend": "fused", "extension": <path of the loaded _C>}``, or ``{"backend": "eager", "reason": ...}``
+        when no fused kernel exists there (the extension failed to load, or was built without that device).
+    """
+    device_type = torch.device(device).type
+    if fused_available(device_type):
+        return {"backend": "fused", "extension": str(_C.__file__)}
+    return {"backend": "eager", "reason": LOAD_ERROR or f"bfr_fast._C was built without {device_type} kernels"}
+
+
 def use_fused(backend: str, device: torch.device, op: str) -> bool:
     """Resolves a ``backend`` argument to "run the fused kernel" (True) or "run the eager reference" (False).
 

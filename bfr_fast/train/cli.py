@@ -15,6 +15,7 @@ from types import FrameType
 
 import torch
 
+from bfr_fast.ops import backend_report
 from bfr_fast.train import distributed
 from bfr_fast.train.options import PRECISIONS, RunOptions, resolve_device
 from bfr_fast.train.recipes import DEFAULT_RECIPE, RECIPES, RunContext
@@ -90,12 +91,16 @@ def _run_recipe(options: RunOptions, folder: RunFolder, ctx_dist: distributed.Di
         folder.write_json(folder.config, {"options": options.to_json(), "device": str(ctx_dist.device),
                                           "world_size": ctx_dist.world_size, "torch": torch.__version__})
     log.info("recipe %s on %s, run folder %s", options.recipe, ctx_dist.device, folder.root)
+    ops_backend = backend_report(ctx_dist.device)
+    log.info("ops backend: %s", ", ".join(f"{k} {v}" for k, v in ops_backend.items()))
     result = RECIPES[options.recipe].run(RunContext(options, folder, ctx_dist.device, ctx_dist))
     if ctx_dist.is_main:
         elapsed = time.time() - start
-        folder.write_json(folder.metrics, {**result.metrics, "seconds": round(elapsed, 1)})
+        folder.write_json(folder.metrics, {**result.metrics, "ops": ops_backend, "seconds": round(elapsed, 1)})
         write_text_atomic(folder.results, result.results_md)
         log.info("done in %.0f s: %s", elapsed, folder.results)
+        if ops_backend["backend"] == "eager":  # said again at the end: the import-time warning scrolled away
+            log.warning("this run used the eager reference ops, not the fused extension (%s)", ops_backend["reason"])
 
 
 class Terminated(KeyboardInterrupt):

@@ -16,6 +16,8 @@ with warnings.catch_warnings(record=True) as caught:
 messages = [str(w.message) for w in caught if "bfr_fast._C could not be loaded" in str(w.message)]
 assert len(messages) == 1, messages
 assert not ops.fused_available("cpu") and not ops.fused_available("cuda")
+report = ops.backend_report("cpu")
+assert report["backend"] == "eager" and "bfr_fast._C" in report["reason"], report
 x = torch.ones(2, 3)
 assert torch.equal(ops.lincomb(x, [x], [2.0]), 3 * x)
 assert ops.band_energy(torch.ones(1, 1, 4, 4), 0.5).shape == (1, 2)
@@ -38,3 +40,13 @@ def test_import_without_extension_falls_back_to_eager():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_backend_report_names_the_loaded_extension_or_the_reason():
+    from bfr_fast import ops
+
+    report = ops.backend_report("cpu")
+    if ops.fused_available("cpu"):
+        assert report == {"backend": "fused", "extension": report["extension"]} and "_C" in report["extension"]
+    else:
+        assert report["backend"] == "eager" and report["reason"]

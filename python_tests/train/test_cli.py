@@ -15,6 +15,7 @@ from PIL import Image
 
 import bfr_fast
 from bfr_fast.checkpoint import load
+from bfr_fast.ops import fused_available
 from bfr_fast.train.cli import build_parser, main
 from bfr_fast.train.run_folder import RunFolder
 
@@ -46,6 +47,10 @@ def test_run_folder_is_complete(short_run):
     assert all(real["fd"] < row["fd"] for row in generated)
     table = (out / "results.md").read_text()
     assert "FD-digitsnet" in table and "FID" not in table
+    # which ops ran, fused extension or eager fallback, is on record
+    expected = "fused" if fused_available("cpu") else "eager"
+    assert metrics["ops"]["backend"] == expected
+    assert f"ops backend: backend {expected}" in (out / "log.txt").read_text()
 
 
 def test_resume_continues_a_finished_run_without_training(short_run, capsys):
