@@ -19,7 +19,7 @@ from bfr_fast.ops import backend_report
 from bfr_fast.train import distributed
 from bfr_fast.train.options import PRECISIONS, RunOptions, resolve_device
 from bfr_fast.train.recipes import DEFAULT_RECIPE, RECIPES, RunContext
-from bfr_fast.train.run_folder import RunFolder, configure_logging, write_text_atomic
+from bfr_fast.train.run_folder import FILE_ONLY, RunFolder, configure_logging, write_text_atomic
 
 log = logging.getLogger("bfr_fast")
 
@@ -77,7 +77,15 @@ def run(options: RunOptions) -> RunFolder:
         # fails.
         with folder.claim(options.resume) if ctx_dist.is_main else nullcontext(folder):
             configure_logging(folder.log if ctx_dist.is_main else None, ctx_dist.is_main)
-            _run_recipe(options, folder, ctx_dist)
+            try:
+                _run_recipe(options, folder, ctx_dist)
+            except BaseException as error:
+                # The reason goes into log.txt too (main() prints it on the terminal); a traceback only for
+                # what main() does not expect, since that one is a bug to report.
+                expected = isinstance(error, (ValueError, FileNotFoundError, FloatingPointError, KeyboardInterrupt))
+                log.error("run stopped: %s%s", type(error).__name__, f": {error}" if str(error) else "",
+                          exc_info=not expected, extra=FILE_ONLY)
+                raise
     finally:
         distributed.teardown(ctx_dist)
     return folder

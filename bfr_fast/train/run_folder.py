@@ -115,6 +115,10 @@ class RunFolder:
             )
 
 
+FILE_ONLY = {"file_only": True}
+"""``extra=`` of a record that goes to ``log.txt`` alone (one the CLI prints on the terminal its own way)."""
+
+
 def configure_logging(log_file: Path | None, is_main: bool = True) -> None:
     """Logs INFO to the run's ``log.txt`` and WARNING+ to stderr (tqdm owns the terminal's progress lines)."""
     log.setLevel(logging.INFO)
@@ -127,6 +131,7 @@ def configure_logging(log_file: Path | None, is_main: bool = True) -> None:
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.WARNING)
     console.setFormatter(fmt)
+    console.addFilter(lambda record: not getattr(record, "file_only", False))
     log.addHandler(console)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)

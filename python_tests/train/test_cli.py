@@ -132,6 +132,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_143_naming_the_folder(tmp_path, ex
     assert process.returncode == 143, err[-2000:]
     last = err.strip().splitlines()[-1]
     assert "SIGTERM" in last and f"--resume --out {out}" in last and "<run folder>" not in last
+    assert "run stopped: Terminated" in (out / "log.txt").read_text()
     assert load(out / "checkpoints" / "base.pt")["step"] >= 20
     assert not [p for p in out.rglob("*.tmp")]
 
@@ -142,6 +143,7 @@ def test_a_diverged_run_fails_naming_the_step_and_writes_no_metrics(tmp_path, qu
     err = _one_error_line(capsys)
     assert "base: training diverged at step" in err and "lower the learning rate" in err
     assert not (out / "metrics.json").exists() and not (out / "results.md").exists()
+    assert "ERROR run stopped: FloatingPointError: base: training diverged at step" in (out / "log.txt").read_text()
 
 
 def test_help_lists_recipes():
