@@ -310,7 +310,8 @@ def test_gradients_reach_the_simulation_only_with_grad_through_simulation(record
         start, middle, end = model.calls
         assert middle.grad_enabled is through and (middle.out_grad is not None) is through
         assert loss_fn.forward_passes == (3, 3 if through else 2)
-        # The explicit formula: x̂ = x_s + Δ₀ v(x_s) + Δ₁ v(x_mid), a function of θ when `through`; u = x1 - sg[x̂].
+        # The explicit formula: x̂ = x_s + Δ₀ v(x_s) + Δ₁ v(x_mid), a function of θ when `through`;
+        # u = x1 - sg[x̂].
         reference = recording_model()
         torch.manual_seed(10)
         noise, times = replay(x1, 2)
@@ -319,7 +320,8 @@ def test_gradients_reach_the_simulation_only_with_grad_through_simulation(record
         v_mid = reference(x_mid, times[1])
         x_hat = x_mid + per_sample(times[2] - times[1]) * (v_mid if through else v_mid.detach())
         torch.testing.assert_close(end.x, x_hat.detach())
-        total = (v_start - (x1 - noise)).pow(2).mean() + 10 * adr_reference(reference(x_hat, times[2]), x1 - x_hat.detach())
+        adr = adr_reference(reference(x_hat, times[2]), x1 - x_hat.detach())
+        total = (v_start - (x1 - noise)).pow(2).mean() + 10 * adr
         total.backward()
         for name, p in model.named_parameters():
             torch.testing.assert_close(p.grad, dict(reference.named_parameters())[name].grad, msg=name)

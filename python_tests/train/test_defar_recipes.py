@@ -124,12 +124,14 @@ def test_defar_curve_legs_train_as_one_run_and_paper_optim_switches_the_optimise
         assert all(math.isfinite(point[kind][k]) for kind in ("ema", "raw") for k in ("fd", "kid", "precision"))
     assert (out / "curve-fm.png").stat().st_size > 5_000
     # Three legs, each continuing the last's checkpoint, give the weights of one 3-step run of the same seed.
-    legs, whole = load(out / "checkpoints/curve-fm-seed0-paper-optim.pt"), load(out / "checkpoints/fm-seed0-paper-optim.pt")
+    legs = load(out / "checkpoints/curve-fm-seed0-paper-optim.pt")
+    whole = load(out / "checkpoints/fm-seed0-paper-optim.pt")
     for part in ("model", "ema"):
         assert all(torch.equal(legs[part][k], whole[part][k]) for k in whole[part]), part
     config = whole["config"]
     assert (config["lr"], config["warmup_steps"], config["grad_clip"], config["weight_decay"]) == (1e-4, 0, 0.2, 0.0)
-    assert {r["optimiser"] for r in metrics["rows"]} == {"paper"} and "Convergence of fm" in (out / "results.md").read_text()
+    assert {r["optimiser"] for r in metrics["rows"]} == {"paper"}
+    assert "Convergence of fm" in (out / "results.md").read_text()
 
 
 def test_defar_budget_schedules():

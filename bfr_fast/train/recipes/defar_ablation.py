@@ -18,10 +18,10 @@ Tables (``--select`` takes a comma-separated subset of the names, or their ``tab
   state (``grad_through_simulation``).
 
 Every table also has the ``fm`` row as its reference; the ``defar`` row is DEFAR's defaults (the corrected loss of
-:mod:`bfr_fast.losses.defar`). Every loss uses the ``defar`` recipe's coupling (independent, as the paper's tables). A configuration that
-appears in several tables (fm, defar) is trained once per seed and its rows are shared. Variant names say what
-differs from the defaults (``defar.lambda_adr=5``); they are also the checkpoint stems, so ``--resume`` picks up
-finished trainings across tables and across ``--select`` runs in the same ``--out``.
+:mod:`bfr_fast.losses.defar`). Every loss uses the ``defar`` recipe's coupling (independent, as the paper's tables).
+A configuration that appears in several tables (fm, defar) is trained once per seed and its rows are shared. Variant
+names say what differs from the defaults (``defar.lambda_adr=5``); they are also the checkpoint stems, so
+``--resume`` picks up finished trainings across tables and across ``--select`` runs in the same ``--out``.
 
 **The default budget is small**: on digits 300 steps per network, one training seed, 500 samples per row — enough
 to see large effects only; differences below the seed spread of the ``defar`` recipe (its README section) are
