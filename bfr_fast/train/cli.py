@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -12,12 +13,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import torch
 
 from bfr_fast.ops import backend_report
 from bfr_fast.train import distributed
-from bfr_fast.train.options import PRECISIONS, RunOptions, resolve_device
+from bfr_fast.train.options import PRECISIONS, RunOptions, json_value, resolve_device
 from bfr_fast.train.recipes import DEFAULT_RECIPE, RECIPES, RunContext
 from bfr_fast.train.run_folder import FILE_ONLY, RunFolder, configure_logging, write_text_atomic
 
@@ -59,13 +61,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a resumed run may change: where it computes and where caches live, not what it computes.
+CHANGEABLE_ON_RESUME = ("out", "resume", "device", "cache_dir")
+
+
 def parse_options(argv: list[str] | None) -> RunOptions:
-    args = build_parser().parse_args(argv)
-    if args.recipe not in RECIPES:
-        raise ValueError(f"--recipe: unknown recipe {args.recipe!r}; choose from {sorted(RECIPES)}")
-    out = args.out or Path("runs") / f"{args.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
-    fields = {k: v for k, v in vars(args).items() if k != "out"}
-    return RunOptions(out=out, **fields)
+    """The run's options; with ``--resume``, those recorded in the run's ``config.json``.
+
+    Raises:
+        ValueError: A bad option, or, with ``--resume``, one given that differs from what the run recorded.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.resume and args.out is None:
+        raise ValueError("--resume: pass the --out of the run to continue")
+    if args.resume and (args.out / "config.json").is_file():  # without it, RunFolder.claim says why
+        options = _resumed_options(args.out, _given_options(parser, args, argv))
+    else:
+        out = args.out or Path("runs") / f"{args.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+        options = RunOptions(out=out, **{k: v for k, v in vars(args).items() if k != "out"})
+    if options.recipe not in RECIPES:
+        raise ValueError(f"--recipe: unknown recipe {options.recipe!r}; choose from {sorted(RECIPES)}")
+    return options
+
+
+def _given_options(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                   argv: list[str] | None) -> dict[str, Any]:
+    """The options on the command line (``args`` parsed from ``argv``), without the defaults of the others."""
+    # argparse fills in a default only where the namespace lacks the attribute: a marker survives where none
+    # was given, whatever the value typed (``--seed 0`` is given, though 0 is the default).
+    unset = object()
+    parsed = parser.parse_args(argv, namespace=argparse.Namespace(**dict.fromkeys(vars(args), unset)))
+    return {k: v for k, v in vars(parsed).items() if v is not unset}
+
+
+def _resumed_options(out: Path, given: dict[str, Any]) -> RunOptions:
+    """The options recorded in ``out``'s ``config.json``, with the given ones that a resume may change.
+
+    A resumed run continues what was computed, so an option that would change it (``--lr``, ``--steps``, ...) is
+    refused rather than ignored while ``config.json`` records it; ``config.json`` then describes what ran.
+    """
+    config = out / "config.json"
+    try:
+        recorded = json.loads(config.read_text())["options"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"--resume: {config} is not a run's config (damaged?); start a new run in another "
+                         "--out") from None
+    given = {k: json_value(v) for k, v in given.items()}
+    for name, value in given.items():
+        if name not in CHANGEABLE_ON_RESUME and recorded.get(name) != value:
+            flag = f"--{name.replace('_', '-')}"
+            raise ValueError(
+                f"--resume: {flag} {value} differs from the run's {recorded.get(name)} ({config}); a resumed run "
+                f"keeps its options: drop {flag}, or start a new run in another --out"
+            )
+    return RunOptions.from_json({**recorded, **given})
 
 
 def run(options: RunOptions) -> RunFolder:

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+PATH_OPTIONS = ("out", "data_root", "inception", "cache_dir")
 
 
 def default_cache_dir() -> Path:
     """Where trained feature extractors are cached: ``$BFR_FAST_CACHE`` or ``~/.cache/bfr_fast``."""
     return Path(os.environ.get("BFR_FAST_CACHE", Path.home() / ".cache" / "bfr_fast"))
+
+
+def json_value(value: Any) -> Any:
+    """An option's value as ``config.json`` records it (paths as strings)."""
+    return str(value) if isinstance(value, Path) else value
 
 
 def resolve_device(name: str) -> torch.device:
@@ -74,4 +80,11 @@ class RunOptions:
             raise ValueError(f"--select must name at least one part, got {self.select!r}")
 
     def to_json(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        return {k: json_value(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> RunOptions:
+        """The options :meth:`to_json` wrote (keys of options that no longer exist are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: (Path(v) if k in PATH_OPTIONS and v is not None else v)
+                      for k, v in payload.items() if k in names})

@@ -69,7 +69,8 @@ class RunFolder:
         locked. The folder's contents are checked under the lock, so two runs started at once cannot both pass.
 
         Args:
-            resume: Whether the run continues the one in the folder (which must then hold one).
+            resume: Whether the run continues the one in the folder (which must then hold one: its
+                ``config.json``, or at least checkpoints).
 
         Raises:
             ValueError: The folder cannot be created or written, another process holds it, it already holds a
@@ -102,10 +103,10 @@ class RunFolder:
 
     def _check_owner(self, resume: bool) -> None:
         if resume:
-            if not self.config.is_file():
-                raise ValueError(
-                    f"--resume: {self.root} holds no run (no {self.config.name}); drop --resume to start one there"
-                )
+            # Checkpoints alone count: networks copied from another run are resumed (to analyse them, say).
+            if not self.config.is_file() and not any(self.root.glob("checkpoints/*.pt")):
+                raise ValueError(f"--resume: {self.root} holds no run (no {self.config.name}, no checkpoints); "
+                                 "drop --resume to start one there")
             return
         held = sorted(p.name for p in self.root.iterdir() if p.name != self.LOCK_NAME)
         if held:

@@ -146,6 +146,17 @@ def test_a_diverged_run_fails_naming_the_step_and_writes_no_metrics(tmp_path, qu
     assert "ERROR run stopped: FloatingPointError: base: training diverged at step" in (out / "log.txt").read_text()
 
 
+def test_resume_takes_the_runs_options_and_refuses_a_changed_one(short_run, capsys):
+    out, cache = short_run
+    config = json.loads((out / "config.json").read_text())["options"]
+    assert main(["--out", str(out), "--resume", "--lr", "1e-5", "--cache-dir", str(cache)]) == 2
+    err = _one_error_line(capsys)
+    assert f"--lr 1e-05 differs from the run's {config['lr']}" in err and "drop --lr" in err
+    # only --out and --resume: the run's own options (flow, 30 steps), not the CLI's defaults (bfr)
+    assert main(["--out", str(out), "--resume", "--cache-dir", str(cache)]) == 0
+    assert json.loads((out / "config.json").read_text())["options"] == {**config, "resume": True}
+
+
 def test_help_lists_recipes():
     text = build_parser().format_help()
     assert "flow" in text and "bfr" in text and "--recipe" in text and "--resume" in text
