@@ -27,7 +27,10 @@ def resolve_device(name: str) -> torch.device:
     """``"auto"`` is CUDA when present, else the CPU; an unavailable CUDA request is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:  # torch's message lists twenty device types this library has no kernels for
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
     if device.type not in ("cpu", "cuda"):

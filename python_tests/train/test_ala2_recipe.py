@@ -130,6 +130,6 @@ def test_parse_data():
     assert parse_data(None) == (10.0, 50_000)
     assert parse_data("ala2:0.5") == (0.5, 50_000)
     assert parse_data("ala2:0.01:50") == (0.01, 50)
-    for bad in ("digits", "ala2:x", "ala2:-1", "ala2:1:5", "ala2:1:2:3"):
+    for bad in ("digits", "ala2:x", "ala2:-1", "ala2:1:5", "ala2:1:2:3", "ala2:inf", "ala2:nan"):
         with pytest.raises(ValueError, match="--data"):
             parse_data(bad)

@@ -170,6 +170,8 @@ def test_help_lists_recipes():
         (["--base-steps", "0"], "--base-steps must be a positive integer"),
         (["--data", "cifar10", "--data-root", "/nonexistent/cifar", "--steps", "1"], "/nonexistent/cifar"),
         (["--device", "cuda:0"], "CUDA is not available"),
+        (["--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N, got 'tpu'"),
+        (["--device", "cuda:x"], "--device must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
         (["--inception", "/nonexistent/inception.pt"], "inception-2015-12-05.pt"),
         (["--resume", "--out", "/nonexistent/run"], "--resume: the run folder"),
     ],

@@ -193,8 +193,8 @@ def parse_data(name: str | None) -> tuple[float, int]:
         frames = int(parts[2]) if len(parts) > 2 else DEFAULT_FRAMES
     except ValueError:
         raise ValueError(f"--data: NANOSECONDS must be a number and FRAMES an int, got {spec!r}") from None
-    if not nanoseconds > 0 or frames < 20:
-        raise ValueError(f"--data: expected NANOSECONDS > 0 and FRAMES >= 20, got {spec!r}")
+    if not 0 < nanoseconds < float("inf") or frames < 20:
+        raise ValueError(f"--data: expected a finite NANOSECONDS > 0 and FRAMES >= 20, got {spec!r}")
     return nanoseconds, frames
 
 
