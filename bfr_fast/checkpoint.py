@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -109,8 +110,19 @@ def load(path: str | os.PathLike, map_location: str | torch.device | None = "cpu
 
     Raises:
         FileNotFoundError: When ``path`` does not exist, naming it.
+        ValueError: When it is not a checkpoint (truncated, empty, another format), naming it and what to do.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        # torch's own messages run to a paragraph, and the unpickler's advises weights_only=False: unsafe, and
+        # no cure for a damaged file
+        if isinstance(error, pickle.UnpicklingError):
+            reason = "holds more than tensors and plain containers, or is not a checkpoint"
+        else:
+            reason = str(error).split(". ")[0].strip() or type(error).__name__
+        raise ValueError(f"{path} is not a readable checkpoint ({reason}); it is damaged, truncated or another "
+                         "format: restore it, or delete it to compute it again") from None

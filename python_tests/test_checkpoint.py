@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import bfr_fast
 from bfr_fast.checkpoint import atomic_save, atomic_write, load
@@ -98,3 +99,12 @@ except Terminated:
     writer.send_signal(signal.SIGTERM)
     assert writer.wait(timeout=30) == 143
     assert _temp_files(tmp_path) == [] and not (tmp_path / "ckpt.pt").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "text"])
+def test_a_damaged_checkpoint_is_a_value_error_naming_it(tmp_path, damage):
+    path = atomic_save({"w": torch.zeros(1000)}, tmp_path / "ckpt.pt")
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "text": b"not a checkpoint\n"}[damage])
+    with pytest.raises(ValueError, match=f"{path} is not a readable checkpoint .*restore it, or delete it"):
+        load(path)

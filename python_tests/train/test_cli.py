@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -155,6 +156,17 @@ def test_resume_takes_the_runs_options_and_refuses_a_changed_one(short_run, caps
     # only --out and --resume: the run's own options (flow, 30 steps), not the CLI's defaults (bfr)
     assert main(["--out", str(out), "--resume", "--cache-dir", str(cache)]) == 0
     assert json.loads((out / "config.json").read_text())["options"] == {**config, "resume": True}
+
+
+def test_resume_from_a_truncated_checkpoint_gives_one_error_line(short_run, tmp_path, capsys):
+    out, cache = short_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns(RunFolder.LOCK_NAME))
+    checkpoint = copy / "checkpoints" / "base.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    assert main(["--out", str(copy), "--resume", "--cache-dir", str(cache)]) == 2
+    err = _one_error_line(capsys)
+    assert f"{checkpoint} is not a readable checkpoint" in err and "delete it" in err
 
 
 def test_help_lists_recipes():
