@@ -42,6 +42,18 @@ def _check_same_dim(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> N
         )
 
 
+def _sqrtm(matrix: np.ndarray) -> np.ndarray:
+    """``scipy.linalg.sqrtm`` without its "Matrix is singular" warning.
+
+    A singular covariance product is routine (a feature that never varies, fewer samples than dimensions), and
+    the reference implementations silence that warning (``sqrtm(..., disp=False)``) and judge the root by its
+    finiteness alone, as :func:`frechet_distance` does; the warning would only scare a user off a right number.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        return linalg.sqrtm(matrix)
+
+
 def frechet_distance(feats_a: ArrayLike, feats_b: ArrayLike, eps: float = 1e-6) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets (clean-fid's formula).
 
@@ -62,13 +74,13 @@ def frechet_distance(feats_a: ArrayLike, feats_b: ArrayLike, eps: float = 1e-6) 
     _check_same_dim(a, b, "feats_a", "feats_b")
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
     sigma_a, sigma_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    covmean = linalg.sqrtm(sigma_a @ sigma_b)
+    covmean = _sqrtm(sigma_a @ sigma_b)
     if not np.isfinite(covmean).all():
         warnings.warn(
             f"singular covariance product in the Fréchet distance; adding {eps} to the diagonals", stacklevel=2
         )
         offset = np.eye(sigma_a.shape[0]) * eps
-        covmean = linalg.sqrtm((sigma_a + offset) @ (sigma_b + offset))
+        covmean = _sqrtm((sigma_a + offset) @ (sigma_b + offset))
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
             raise ValueError(f"Fréchet distance: imaginary component {np.abs(covmean.imag).max():g} in sqrtm")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -36,6 +38,17 @@ def test_fd_equals_clean_fid() -> None:
     expected = cleanfid.frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
     assert frechet_distance(a, b) == pytest.approx(float(expected), rel=1e-9)
     assert frechet_distance(a, b) == pytest.approx(float(cleanfid.fid_from_feats(a, b)), rel=1e-9)
+
+
+def test_fd_of_a_singular_covariance_product_is_clean_fids_without_a_warning() -> None:
+    a, b = _gaussian(100, 8, seed=5), _gaussian(120, 8, seed=6, shift=0.2)
+    a[:, 3] = b[:, 3] = 0.0  # a feature that never varies: both covariances, and their product, are singular
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # clean-fid's own sqrtm warns (and its disp= is deprecated)
+        expected = cleanfid.frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scipy's "Matrix is singular" for a number that is right
+        assert frechet_distance(a, b) == pytest.approx(float(expected), rel=1e-9)
 
 
 def test_fd_grows_with_added_noise() -> None:
