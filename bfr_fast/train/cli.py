@@ -82,6 +82,7 @@ def parse_options(argv: list[str] | None) -> RunOptions:
         options = RunOptions(out=out, **{k: v for k, v in vars(args).items() if k != "out"})
     if options.recipe not in RECIPES:
         raise ValueError(f"--recipe: unknown recipe {options.recipe!r}; choose from {sorted(RECIPES)}")
+    RECIPES[options.recipe].check_options(options)
     return options
 
 
@@ -158,7 +159,8 @@ def _run_recipe(options: RunOptions, folder: RunFolder, ctx_dist: distributed.Di
         write_text_atomic(folder.results, result.results_md)
         log.info("done in %.0f s: %s", elapsed, folder.results)
         if ops_backend["backend"] == "eager":  # said again at the end: the import-time warning scrolled away
-            log.warning("this run used the eager reference ops, not the fused extension (%s)", ops_backend["reason"])
+            log.warning("this run used the eager reference ops, not the fused extension (%s)",
+                        ops_backend["reason"])
 
 
 class Terminated(KeyboardInterrupt):
@@ -191,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point.
 
     Returns:
-        The process exit code: 0; 2 on a bad option or input; 1 when the training diverged; on an interruption, after the checkpoints are
-        saved, 130 (Ctrl-C) or 143 (SIGTERM), the shell's codes for a process ended by those signals.
+        The process exit code: 0; 2 on a bad option or input; 1 when the training diverged; on an interruption,
+        after the checkpoints are saved, 130 (Ctrl-C) or 143 (SIGTERM), the shell's codes for those signals.
     """
     options: RunOptions | None = None
     try:

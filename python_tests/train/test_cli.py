@@ -169,6 +169,18 @@ def test_resume_from_a_truncated_checkpoint_gives_one_error_line(short_run, tmp_
     assert f"{checkpoint} is not a readable checkpoint" in err and "delete it" in err
 
 
+@pytest.mark.parametrize(("recipe", "option"), [
+    ("flow", ["--guidance", "2"]), ("flow", ["--select", "fm"]), ("flow", ["--seeds", "2"]),
+    ("flow", ["--base-steps", "5"]), ("flow", ["--sampler-steps", "5"]), ("ala2", ["--data-root", "/tmp"]),
+])
+def test_an_option_the_recipe_does_not_use_is_refused(recipe, option, tmp_path, quick, capsys):
+    out = tmp_path / "run"
+    assert main(["--recipe", recipe, "--out", str(out), *quick, *option]) == 2
+    err = _one_error_line(capsys)
+    assert f"{option[0]}: the {recipe} recipe does not use it; drop {option[0]}" in err
+    assert not out.exists()  # refused before the run folder is made
+
+
 def test_help_lists_recipes():
     text = build_parser().format_help()
     assert "flow" in text and "bfr" in text and "--recipe" in text and "--resume" in text

@@ -383,6 +383,8 @@ def run_ddpm(ctx: RunContext) -> RunResult:
     return run(ctx, base_kind="ddpm")
 
 
+READS = frozenset({"base_steps", "sampler_steps"})  # molecules: no image data root, no Inception
 RECIPE = Recipe("ala2", "Table 5: alanine dipeptide, base MLP flow, baselines, DFR and LFR at 1/10 NFE, COV/AMR, "
-                        "energy error", run)
-DDPM_RECIPE = Recipe("ala2-ddpm", "ala2 with a DDPM base sampled through its probability-flow ODE", run_ddpm)
+                        "energy error", run, reads=READS)
+DDPM_RECIPE = Recipe("ala2-ddpm", "ala2 with a DDPM base sampled through its probability-flow ODE", run_ddpm,
+                     reads=READS)

@@ -31,6 +31,10 @@ class RunResult:
     results_md: str
 
 
+SPECIFIC_OPTIONS = frozenset({"guidance", "select", "seeds", "base_steps", "sampler_steps", "inception", "data_root"})
+"""Options that only some recipes read; one given to a recipe that declares it does not read it is refused."""
+
+
 @dataclass(frozen=True)
 class Recipe:
     """A named experiment.
@@ -40,8 +44,23 @@ class Recipe:
         summary: One line for ``--help``.
         run: Runs the experiment (writing checkpoints and sample grids into the run folder) and returns its
             results, which the CLI writes to ``metrics.json`` and ``results.md``.
+        reads: Which of :data:`SPECIFIC_OPTIONS` the recipe reads (``None``: not declared, none refused).
     """
 
     name: str
     summary: str
     run: Callable[[RunContext], RunResult]
+    reads: frozenset[str] | None = None
+
+    def check_options(self, options: RunOptions) -> None:
+        """Refuses a recipe-specific option that this recipe would ignore (``config.json`` would record a lie).
+
+        Raises:
+            ValueError: naming the option and the recipes that read it.
+        """
+        if self.reads is None:
+            return
+        for name in sorted(SPECIFIC_OPTIONS - self.reads):
+            if getattr(options, name) is not None:
+                flag = f"--{name.replace('_', '-')}"
+                raise ValueError(f"{flag}: the {self.name} recipe does not use it; drop {flag}")

@@ -61,4 +61,5 @@ def run(ctx: RunContext) -> RunResult:
     return RunResult(metrics, f"## {title}\n\n" + markdown_table(rows, columns))
 
 
-RECIPE = Recipe("flow", "train a flow-matching UNet on real images, sample at several NFE, score FD/KID/IS", run)
+RECIPE = Recipe("flow", "train a flow-matching UNet on real images, sample at several NFE, score FD/KID/IS", run,
+                reads=frozenset({"inception", "data_root"}))
