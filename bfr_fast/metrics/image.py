@@ -21,6 +21,10 @@ from bfr_fast.metrics.inception import INCEPTION_NAME
 ArrayLike = np.ndarray | torch.Tensor
 
 
+PRECISION_RECALL_K = 3
+"""k of the k-NN manifolds of precision and recall (Kynkäänniemi et al.); each set needs more than k samples."""
+
+
 def _as_features(feats: ArrayLike, argument: str, min_rows: int = 1) -> np.ndarray:
     """``feats`` as a finite float64 ``(N, D)`` array, or ValueError naming ``argument``."""
     if isinstance(feats, torch.Tensor):
@@ -179,7 +183,7 @@ def _fraction_inside(queries: torch.Tensor, centers: torch.Tensor, radii: torch.
 
 
 def precision_recall(
-    real_feats: ArrayLike, fake_feats: ArrayLike, k: int = 3, batch_size: int = 512
+    real_feats: ArrayLike, fake_feats: ArrayLike, k: int = PRECISION_RECALL_K, batch_size: int = 512
 ) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al., 2019) with k-NN manifolds.
 
@@ -225,7 +229,7 @@ def evaluate_images(
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     is_splits: int = 10,
-    k: int = 3,
+    k: int = PRECISION_RECALL_K,
     seed: int = 0,
 ) -> dict[str, float | int | str]:
     """All image metrics of ``generated`` against ``reference`` in ``extractor``'s feature space.

@@ -66,6 +66,7 @@ class InceptionExtractor(FeatureExtractor):
 
     Raises:
         FileNotFoundError: the file is not there (nothing is downloaded).
+        ValueError: the file is not clean-fid's Inception TorchScript file.
     """
 
     name = INCEPTION_NAME
@@ -84,7 +85,13 @@ class InceptionExtractor(FeatureExtractor):
         with warnings.catch_warnings():
             # TorchScript is deprecated in recent torch, but this file exists only in that format.
             warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=Warning)
-            self.model = torch.jit.load(str(file), map_location=self.device).eval()
+            try:
+                self.model = torch.jit.load(str(file), map_location=self.device).eval()
+            except (RuntimeError, ValueError) as error:  # torch's message calls any such file a corrupted checkpoint
+                raise ValueError(
+                    f"{file} is not clean-fid's Inception TorchScript file ({str(error).split('. ')[0]}); download "
+                    f"{INCEPTION_FILENAME} from {INCEPTION_URL} and pass its path"
+                ) from None
         self.path = file
         available = {"features"}
         if hasattr(self.model, "output") and hasattr(self.model.output, "weight"):

@@ -9,6 +9,9 @@ from typing import Any
 
 import torch
 
+from bfr_fast.metrics.image import PRECISION_RECALL_K
+from bfr_fast.metrics.inception import InceptionExtractor
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 PATH_OPTIONS = ("out", "data_root", "inception", "cache_dir")
 
@@ -73,12 +76,14 @@ class RunOptions:
             raise ValueError(f"--guidance must be >= 0, got {self.guidance}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.inception is not None and not Path(self.inception).is_file():
-            raise ValueError(
-                f"--inception: {self.inception} is not a file. Download clean-fid's inception-2015-12-05.pt "
-                "(https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt) "
-                "on a machine with network access and pass its path; nothing is downloaded at run time."
-            )
+        if self.num_samples is not None and self.num_samples <= PRECISION_RECALL_K:
+            raise ValueError(f"--num-samples must be at least {PRECISION_RECALL_K + 1} (precision and recall need "
+                             f"more samples than their k = {PRECISION_RECALL_K}), got {self.num_samples}")
+        if self.inception is not None:
+            try:  # loaded now, not after training: a wrong file is found before step 1
+                InceptionExtractor(self.inception)
+            except (FileNotFoundError, ValueError) as error:
+                raise ValueError(f"--inception: {error}") from None
         if self.select is not None and not [p for p in self.select.split(",") if p.strip()]:
             raise ValueError(f"--select must name at least one part, got {self.select!r}")
 

@@ -181,6 +181,24 @@ def test_an_option_the_recipe_does_not_use_is_refused(recipe, option, tmp_path, 
     assert not out.exists()  # refused before the run folder is made
 
 
+def test_too_few_samples_for_the_metrics_are_refused_before_the_run(tmp_path, quick, capsys):
+    out = tmp_path / "run"
+    assert main(["--recipe", "flow", "--out", str(out), *quick, "--num-samples", "3"]) == 2
+    assert "--num-samples must be at least 4" in _one_error_line(capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("content", [b"garbage\n", b""])
+def test_an_inception_file_of_another_kind_is_refused_before_the_run(content, tmp_path, quick, capsys):
+    fake = tmp_path / "inception-2015-12-05.pt"
+    fake.write_bytes(content)
+    out = tmp_path / "run"
+    assert main(["--recipe", "flow", "--out", str(out), *quick, "--inception", str(fake)]) == 2
+    err = _one_error_line(capsys)
+    assert f"--inception: {fake} is not clean-fid's Inception TorchScript file" in err and "corrupted" not in err
+    assert not out.exists()
+
+
 def test_help_lists_recipes():
     text = build_parser().format_help()
     assert "flow" in text and "bfr" in text and "--recipe" in text and "--resume" in text
