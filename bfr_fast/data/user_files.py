@@ -90,6 +90,9 @@ def images_from_array(array: np.ndarray, name: str, layout: str = "auto",
     if not np.issubdtype(array.dtype, np.floating):
         raise ValueError(f"{name}: expected an integer or floating-point array, got dtype {array.dtype}")
     values = torch.from_numpy(array.astype(np.float32))
+    bad = int((~values.isfinite()).sum())
+    if bad:  # before the range checks, whose advice (value_range) cannot cure a NaN
+        raise ValueError(f"{name}: {bad} values are NaN or inf; images must be finite (fix or drop those images)")
     low, high = float(values.min()), float(values.max())
     if value_range == "auto":
         if 0.0 <= low and high <= 1.0:
@@ -101,7 +104,7 @@ def images_from_array(array: np.ndarray, name: str, layout: str = "auto",
     if not (isinstance(value_range, tuple) and len(value_range) == 2 and value_range[0] < value_range[1]):
         raise ValueError(f"value_range: expected 'auto' or a pair (low, high) with low < high, got {value_range!r}")
     range_low, range_high = float(value_range[0]), float(value_range[1])
-    if not (range_low <= low and high <= range_high):  # also rejects NaN
+    if not (range_low <= low and high <= range_high):
         raise ValueError(f"{name}: values in [{low}, {high}] fall outside value_range={value_range}")
     return values.sub_(range_low).mul_(2.0 / (range_high - range_low)).sub_(1.0).clamp_(-1.0, 1.0)
 

@@ -68,6 +68,36 @@ def test_rejects_bad_archives(tmp_path, arrays, message):
         load_npz(tmp_path / "d.npz")
 
 
+def test_nan_pixels_are_named_as_such(tmp_path):
+    x = np.zeros((4, 1, 2, 2), dtype=np.float32)
+    x[1, 0, 0, 0] = np.nan
+    np.savez(tmp_path / "d.npz", x=x)
+    with pytest.raises(ValueError, match="1 values are NaN or inf") as caught:
+        load_npz(tmp_path / "d.npz")
+    assert "value_range" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    ("truncated", "not a readable .npz archive \\(damaged, truncated, or another format\\)"),
+    ("garbage", "not a readable .npz archive"),
+    ("npy", "a single .npy array, not a .npz archive"),
+])
+def test_a_file_that_is_no_npz_archive_is_named_with_what_to_do(tmp_path, damage, message):
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros((40, 1, 8, 8), dtype=np.uint8))
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:300])
+    elif damage == "garbage":
+        path.write_bytes(b"not numpy at all\n" * 20)
+    else:
+        with open(path, "wb") as f:  # np.save would append .npy to the name
+            np.save(f, np.zeros((40, 1, 8, 8), dtype=np.uint8))
+    with pytest.raises(ValueError, match=message) as caught:
+        load_npz(path)
+    assert str(path) in str(caught.value) and "numpy.savez" in str(caught.value)
+    assert "allow_pickle" not in str(caught.value)
+
+
 def test_explicit_range_must_contain_values(tmp_path):
     np.savez(tmp_path / "d.npz", x=np.full((4, 1, 2, 2), 2.0))
     with pytest.raises(ValueError, match="outside value_range"):
