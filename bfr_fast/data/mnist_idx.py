@@ -1,6 +1,7 @@
 """MNIST (or Fashion-MNIST) from the user's IDX files, the format of the original distribution."""
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +32,13 @@ def read_idx(path: Path) -> np.ndarray:
     dimensions d, d big-endian uint32 sizes, then the data in C order.
 
     Raises:
-        ValueError: naming ``path``, if the header is not an unsigned-byte IDX header or the data is short or long.
+        ValueError: naming ``path``, if a ``.gz`` file is truncated or damaged, the header is not an unsigned-byte
+            IDX header, or the data is short or long.
     """
-    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:  # an interrupted download, most often
+        raise ValueError(f"{path}: not a complete gzip file ({error}); download it again") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _UNSIGNED_BYTE:
         raise ValueError(f"{path}: not an unsigned-byte IDX file (header {raw[:4].hex()}, expected 000008..)")
     ndim = raw[3]

@@ -68,6 +68,16 @@ def test_rejects_bad_header_and_short_data(tmp_path):
         load_idx_mnist(tmp_path)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "not-gzip"])
+def test_a_damaged_gz_file_is_named_with_what_to_do(tmp_path, damage):
+    _write(tmp_path, compress=True)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2] if damage == "truncated" else b"<html>not found</html>")
+    with pytest.raises(ValueError, match=f"{path}: not a complete gzip file .*download it again"):
+        load_idx_mnist(tmp_path)
+
+
 def test_rejects_count_mismatch(tmp_path):
     _write(tmp_path, compress=False)
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(_idx_bytes(np.zeros(4, np.uint8)))
