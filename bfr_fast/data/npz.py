@@ -1,14 +1,12 @@
 """Image data sets from a user's NumPy ``.npz`` archive."""
 
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from bfr_fast.data.dataset import DEFAULT_SEED, DEFAULT_TEST_FRACTION, ImageDataset, split_dataset, unlabelled
-from bfr_fast.data.user_files import ValueRange, images_from_array, labels_from_array, missing_file_error
+from bfr_fast.data.user_files import ValueRange, images_from_array, labels_from_array, missing_file_error, read_npz
 
 __all__ = ["load_npz"]
 
@@ -16,25 +14,6 @@ _IMAGE_KEYS = ("x", "images")
 _LABEL_KEYS = ("y", "labels")
 _HOW = ("Write one with numpy.savez(path, x=images, y=labels) (or x_train, y_train, x_test, y_test for a split "
         "of your own) and pass its path.")
-
-
-def _read_archive(path: Path) -> dict[str, np.ndarray]:
-    """Every array of the archive, or one ValueError that names the file and says what is wrong with it."""
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (OSError, EOFError, zipfile.BadZipFile, ValueError):
-        # NumPy tries zip, then .npy, then pickle; its last word, "pickled data: pass allow_pickle=", is unsafe
-        # advice for what is a truncated archive or a file of another format.
-        raise ValueError(f"{path}: not a readable .npz archive (damaged, truncated, or another format). {_HOW}") \
-            from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: a single .npy array, not a .npz archive. {_HOW}")
-    with loaded as archive:
-        try:
-            return {key: archive[key] for key in archive.files}
-        except (OSError, EOFError, zipfile.BadZipFile, zlib.error, ValueError) as error:
-            raise ValueError(f"{path}: an array in the archive cannot be read ({error}); the file is damaged. "
-                             f"{_HOW}") from None
 
 
 def load_npz(path: str | Path, *, name: str = "npz", layout: str = "auto", value_range: ValueRange = "auto",
@@ -70,7 +49,7 @@ def load_npz(path: str | Path, *, name: str = "npz", layout: str = "auto", value
     path = Path(path).expanduser()
     if not path.is_file():
         raise missing_file_error(path, "Image archive (.npz)", _HOW)
-    arrays = _read_archive(path)
+    arrays = read_npz(path, _HOW)
     where = f"in {path}"
 
     if "x_train" in arrays or "x_test" in arrays:

@@ -4,6 +4,8 @@ Nothing is ever downloaded: a missing file raises :class:`FileNotFoundError` who
 was looked for and says where the file comes from and how to hand it to the library.
 """
 
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import torch
 
 from bfr_fast.data.conversion import from_uint8
 
-__all__ = ["find_file", "images_from_array", "labels_from_array", "missing_file_error"]
+__all__ = ["find_file", "images_from_array", "labels_from_array", "missing_file_error", "read_npz"]
 
 ValueRange = str | tuple[float, float]
 
@@ -19,6 +21,33 @@ ValueRange = str | tuple[float, float]
 def missing_file_error(path: Path, what: str, how: str) -> FileNotFoundError:
     """A :class:`FileNotFoundError` naming the missing ``path``, what it should hold, and how to supply it."""
     return FileNotFoundError(f"{what} not found: {path}. {how}")
+
+
+def read_npz(path: Path, how: str) -> dict[str, np.ndarray]:
+    """Every array of a ``.npz`` archive (``allow_pickle=False``), or one ValueError naming the file.
+
+    Args:
+        path: the archive.
+        how: what the user should do about a damaged file (write one, delete a cache, ...), ending the message.
+
+    Raises:
+        ValueError: the file is truncated or damaged, a ``.npy`` array, or of another format.
+    """
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError):
+        # NumPy tries zip, then .npy, then pickle; its last word, "pickled data: pass allow_pickle=", is unsafe
+        # advice for what is a truncated archive or a file of another format.
+        raise ValueError(f"{path}: not a readable .npz archive (damaged, truncated, or another format). {how}") \
+            from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: a single .npy array, not a .npz archive. {how}")
+    with loaded as archive:
+        try:
+            return {key: archive[key] for key in archive.files}
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error, ValueError) as error:
+            raise ValueError(f"{path}: an array in the archive cannot be read ({error}); the file is damaged. "
+                             f"{how}") from None
 
 
 def find_file(folder: Path, names: tuple[str, ...], what: str, how: str) -> Path:

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from bfr_fast.checkpoint import atomic_write
 from bfr_fast.data.molecules.forcefield import DEFAULT_FORCEFIELD, create_system
 from bfr_fast.data.molecules.structures import ALANINE_DIPEPTIDE_PDB
-from bfr_fast.data.user_files import missing_file_error
+from bfr_fast.data.user_files import missing_file_error, read_npz
 
 __all__ = ["ReferenceMD", "generate_reference_md", "load_reference_md"]
 
@@ -180,7 +180,7 @@ def load_reference_md(path: str | Path) -> ReferenceMD:
 
     Raises:
         FileNotFoundError: if ``path`` does not exist, saying how to generate it.
-        ValueError: if the archive lacks any of the expected arrays.
+        ValueError: if the archive is damaged (saying to delete it) or lacks any of the expected arrays.
     """
     from openmm import app
 
@@ -188,11 +188,10 @@ def load_reference_md(path: str | Path) -> ReferenceMD:
     if not path.is_file():
         raise missing_file_error(path, "Reference MD archive", _HOW)
     expected = ("coordinates", "time_ps", "potential_energy", "topology_pdb", "provenance")
-    with np.load(path, allow_pickle=False) as archive:
-        missing = [key for key in expected if key not in archive.files]
-        if missing:
-            raise ValueError(f"{path}: not a reference MD archive, missing {missing}. {_HOW}")
-        arrays = {key: archive[key] for key in expected}
+    arrays = read_npz(path, f"Delete it (a recipe generates a missing cache again) or replace it. {_HOW}")
+    missing = [key for key in expected if key not in arrays]
+    if missing:
+        raise ValueError(f"{path}: not a reference MD archive, missing {missing}. {_HOW}")
     topology = mdtraj.Topology.from_openmm(app.PDBFile(io.StringIO(str(arrays["topology_pdb"]))).topology)
     return ReferenceMD(coordinates=arrays["coordinates"], time_ps=arrays["time_ps"],
                        potential_energy=arrays["potential_energy"], topology=topology,

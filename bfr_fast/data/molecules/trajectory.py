@@ -13,7 +13,7 @@ import mdtraj
 import numpy as np
 import torch
 
-from bfr_fast.data.user_files import missing_file_error
+from bfr_fast.data.user_files import missing_file_error, read_npz
 
 __all__ = ["COORDINATE_KEYS", "atom_masses", "heavy_atom_indices", "load_trajectory", "remove_center_of_mass"]
 
@@ -82,12 +82,12 @@ def _load_one(path: Path, topology: mdtraj.Topology | None, stride: int) -> mdtr
         if path.suffix.lower() in _SELF_DESCRIBING:
             return mdtraj.load(str(path), stride=stride)
         return mdtraj.load(str(path), top=topology, stride=stride)
-    with np.load(path, allow_pickle=False) as archive:
-        keys = [key for key in COORDINATE_KEYS if key in archive.files]
-        if not keys:
-            raise ValueError(f"{path}: expected coordinates under one of {list(COORDINATE_KEYS)}, "
-                             f"found keys {sorted(archive.files)}")
-        xyz = archive[keys[0]]
+    arrays = read_npz(path, _HOW)
+    keys = [key for key in COORDINATE_KEYS if key in arrays]
+    if not keys:
+        raise ValueError(f"{path}: expected coordinates under one of {list(COORDINATE_KEYS)}, "
+                         f"found keys {sorted(arrays)}")
+    xyz = arrays[keys[0]]
     if xyz.ndim != 3 or xyz.shape[2] != 3 or not np.issubdtype(xyz.dtype, np.floating):
         raise ValueError(f"{path}: expected '{keys[0]}' as floats of shape (frames, atoms, 3) in nm, "
                          f"got dtype {xyz.dtype} and shape {xyz.shape}")

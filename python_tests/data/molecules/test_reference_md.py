@@ -93,6 +93,14 @@ def test_missing_files_are_named(tmp_path):
         load_reference_md(tmp_path / "other.npz")
 
 
+def test_a_damaged_cache_says_to_delete_it(short_md_path, tmp_path):
+    damaged = tmp_path / "ala2.npz"
+    damaged.write_bytes(short_md_path.read_bytes()[:5000])  # an MD run killed while its cache was copied
+    with pytest.raises(ValueError, match=f"{damaged}: not a readable .npz archive .* Delete it") as caught:
+        load_reference_md(damaged)
+    assert "allow_pickle" not in str(caught.value)
+
+
 def test_shipped_structure_and_licence():
     assert ALANINE_DIPEPTIDE_PDB.is_file()
     folder = ALANINE_DIPEPTIDE_PDB.parent
