@@ -200,8 +200,15 @@ def split_dataset(name: str, images: torch.Tensor, labels: torch.Tensor, num_cla
 
     Returns:
         The split data set.
+
+    Raises:
+        ValueError: naming the data set, when it is too small to hold any test image.
     """
     train, test = stratified_split(labels.numpy(), test_fraction, seed)
+    if len(test) == 0:
+        raise ValueError(f"data set {name!r}: its {len(images)} image(s) leave none for the held-out test split "
+                         f"(test fraction {test_fraction}, at least one training image per class); supply more "
+                         "images, or a split of your own (x_train and x_test)")
     train_t, test_t = torch.from_numpy(train), torch.from_numpy(test)
     return ImageDataset(name=name, train_x=images[train_t].contiguous(), train_y=labels[train_t].contiguous(),
                         test_x=images[test_t].contiguous(), test_y=labels[test_t].contiguous(),

@@ -98,6 +98,12 @@ def test_a_file_that_is_no_npz_archive_is_named_with_what_to_do(tmp_path, damage
     assert "allow_pickle" not in str(caught.value)
 
 
+def test_a_data_set_too_small_to_split_names_itself(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((1, 1, 8, 8), dtype=np.uint8), y=np.zeros(1, dtype=np.int64))
+    with pytest.raises(ValueError, match="data set 'npz': its 1 image\\(s\\) leave none for the held-out test"):
+        load_npz(tmp_path / "d.npz")
+
+
 def test_explicit_range_must_contain_values(tmp_path):
     np.savez(tmp_path / "d.npz", x=np.full((4, 1, 2, 2), 2.0))
     with pytest.raises(ValueError, match="outside value_range"):

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -197,6 +198,17 @@ def test_an_inception_file_of_another_kind_is_refused_before_the_run(content, tm
     err = _one_error_line(capsys)
     assert f"--inception: {fake} is not clean-fid's Inception TorchScript file" in err and "corrupted" not in err
     assert not out.exists()
+
+
+def test_an_unlabelled_data_set_without_inception_fails_before_training(tmp_path, quick, capsys):
+    archive = tmp_path / "unlabelled.npz"
+    np.savez(archive, x=np.zeros((60, 8, 8), dtype=np.uint8))
+    out = tmp_path / "run"
+    args = ["--recipe", "flow", "--out", str(out), *quick, "--data", "npz", "--data-root", str(archive)]
+    assert main(args) == 2
+    err = _one_error_line(capsys)
+    assert "has no labels" in err and "--inception" in err
+    assert not (out / "checkpoints").exists()  # nothing was trained
 
 
 def test_help_lists_recipes():

@@ -19,10 +19,12 @@ SAMPLERS = (SamplerSpec("euler", 4), SamplerSpec("euler", 10), SamplerSpec("eule
 
 def run(ctx: RunContext) -> RunResult:
     data = load_data(ctx)
+    # Built before training, so that a data set it cannot score (unlabelled, without --inception) fails before
+    # step 1; the main process alone evaluates.
+    extractor = build_extractor(ctx, data) if ctx.dist.is_main else None
     model = train_base_flow(ctx, data)
-    if not ctx.dist.is_main:  # every rank trains; the main process alone evaluates and writes
+    if extractor is None:  # every rank trains; the main process alone evaluates and writes
         return RunResult({}, "")
-    extractor = build_extractor(ctx, data)
     reference = extractor.extract(data.test_x)
     n = ctx.options.num_samples or image_preset(data.image_shape).num_samples
 
