@@ -202,10 +202,10 @@ def split_dataset(name: str, images: torch.Tensor, labels: torch.Tensor, num_cla
         The split data set.
 
     Raises:
-        ValueError: naming the data set, when it is too small to hold any test image.
+        ValueError: naming the data set, when a test split is asked for but it is too small to hold one image.
     """
     train, test = stratified_split(labels.numpy(), test_fraction, seed)
-    if len(test) == 0:
+    if len(test) == 0 and test_fraction > 0:
         raise ValueError(f"data set {name!r}: its {len(images)} image(s) leave none for the held-out test split "
                          f"(test fraction {test_fraction}, at least one training image per class); supply more "
                          "images, or a split of your own (x_train and x_test)")
