@@ -152,10 +152,12 @@ def _run_recipe(options: RunOptions, folder: RunFolder, ctx_dist: distributed.Di
     log.info("recipe %s on %s, run folder %s", options.recipe, ctx_dist.device, folder.root)
     ops_backend = backend_report(ctx_dist.device)
     log.info("ops backend: %s", ", ".join(f"{k} {v}" for k, v in ops_backend.items()))
-    result = RECIPES[options.recipe].run(RunContext(options, folder, ctx_dist.device, ctx_dist))
+    ctx = RunContext(options, folder, ctx_dist.device, ctx_dist)
+    result = RECIPES[options.recipe].run(ctx)
     if ctx_dist.is_main:
         elapsed = time.time() - start
-        folder.write_json(folder.metrics, {**result.metrics, "ops": ops_backend, "seconds": round(elapsed, 1)})
+        folder.write_json(folder.metrics, {**result.metrics, "networks": ctx.networks, "ops": ops_backend,
+                                           "seconds": round(elapsed, 1)})
         write_text_atomic(folder.results, result.results_md)
         log.info("done in %.0f s: %s", elapsed, folder.results)
         if ops_backend["backend"] == "eager":  # said again at the end: the import-time warning scrolled away

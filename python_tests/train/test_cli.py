@@ -211,6 +211,14 @@ def test_an_unlabelled_data_set_without_inception_fails_before_training(tmp_path
     assert not (out / "checkpoints").exists()  # nothing was trained
 
 
+def test_a_clipped_batch_size_is_recorded_as_it_ran(tmp_path, quick, capsys):
+    out = tmp_path / "run"
+    assert main(["--recipe", "flow", "--out", str(out), *quick, "--batch-size", "100000"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["networks"]["base"] == {"batch_size": 1438, "steps": 1, "lr": metrics["networks"]["base"]["lr"]}
+    assert "base: batch size 100000 exceeds the 1438 training samples; batches of 1438" in capsys.readouterr().err
+
+
 def test_help_lists_recipes():
     text = build_parser().format_help()
     assert "flow" in text and "bfr" in text and "--recipe" in text and "--resume" in text

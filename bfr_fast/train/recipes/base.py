@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -15,12 +15,18 @@ from bfr_fast.train.run_folder import RunFolder
 
 @dataclass
 class RunContext:
-    """Everything a recipe needs: the options, where to write, and where to compute."""
+    """Everything a recipe needs: the options, where to write, and where to compute.
+
+    Attributes:
+        networks: What each trained network ran with, by name (batch size, steps, learning rate), after the
+            recipe's defaults, the options and any clipping: ``metrics.json`` records it.
+    """
 
     options: RunOptions
     folder: RunFolder
     device: torch.device
     dist: DistributedContext
+    networks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

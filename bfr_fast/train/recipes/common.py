@@ -134,7 +134,12 @@ def fit_network(
     """
     labelled = y is not None
     targets = y if labelled else torch.zeros(x.shape[0], dtype=torch.int64)
-    batch_size = min(ctx.options.batch_size or batch_size, x.shape[0])
+    asked = ctx.options.batch_size or batch_size
+    batch_size = min(asked, x.shape[0])
+    if batch_size < asked:
+        log.warning("%s: batch size %d exceeds the %d training samples; batches of %d", name, asked, x.shape[0],
+                    batch_size)
+    ctx.networks[name] = {"batch_size": batch_size, "steps": config.steps, "lr": config.lr}
     generator = torch.Generator().manual_seed(ctx.options.seed + offset + ctx.dist.rank)
     batches = InfiniteLoader(x, targets, batch_size, generator, device=ctx.device)
 
