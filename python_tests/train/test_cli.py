@@ -124,7 +124,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_143_naming_the_folder(tmp_path, ex
     try:
         deadline = time.monotonic() + 120
         # a logged step: training is under way (log_every is 20 steps at 1000)
-        while not ((out / "log.txt").is_file() and " step " in (out / "log.txt").read_text()):
+        while not ((out / "log.txt").is_file() and "INFO base step " in (out / "log.txt").read_text()):
             assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-2000:]
             time.sleep(0.2)
         process.send_signal(signal.SIGTERM)
