@@ -117,8 +117,8 @@ class BfrBudget:
     batch_size: int
     eval_seeds: int
     teacher_steps: int = 10
-    distill_steps: int = 600
-    distill_pairs: int = 1000
+    distill_steps: int = 400
+    distill_pairs: int = 300
     distill_start_fraction: float = 0.0
 
     def refiner_network(self, channels: int, num_classes: int | None) -> UNet:
@@ -132,7 +132,7 @@ def bfr_budget(image_shape: tuple[int, int, int]) -> BfrBudget:
     """The budget for images of ``(C, H, W)``: sized for the 10-minute main job on 8x8 digits."""
     side = max(image_shape[1:])
     if side <= 16:
-        return BfrBudget(1300, 300, 20, 16, (1, 2), 128, 3)
+        return BfrBudget(1300, 300, 20, 16, (1, 2), 128, 2)
     if side <= 28:
         return BfrBudget(4000, 1500, 20, 32, (1, 2, 2), 64, 3)
     return BfrBudget(50_000, 20_000, 20, 64, (1, 2, 2), 128, 1)

@@ -43,6 +43,7 @@ coupling, ADR summed over elements, FC weight of mean 2, four real MDSS steps, 1
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from collections.abc import Callable
@@ -67,6 +68,8 @@ from bfr_fast.train.recipes.loss_comparison import (
 )
 from bfr_fast.train.recipes.presets import image_preset
 
+log = logging.getLogger("bfr_fast")
+
 NFES = (5, 10, 50)
 CURVE_NFE = 10
 COUPLING = "independent"
@@ -82,6 +85,10 @@ METHODS: dict[str, Callable[..., PathLoss]] = {
     "defar": partial(DEFARLoss, coupling=COUPLING),
 }
 """Method name -> ``build(label_dropout=..., null_class=...)`` of its loss (DEFARLoss defaults: DESIGN.md §5)."""
+
+DEFAULT_METHODS = ("fm", "ip", "defar")
+"""What the recipe runs without ``--select`` (with ``fm_equal_compute`` and ``finetune``): the comparison the issue
+asks of the 45-minute budget; ``sdss``, ``mdss`` and the two DEFAR ablations are selectable."""
 
 FINETUNE_METHODS = ("fm", "defar")
 STAGES = ("curve", "finetune")
@@ -137,15 +144,17 @@ class DefarBudget(ComparisonBudget):
 def defar_budget(image_shape: tuple[int, int, int]) -> DefarBudget:
     """The budget for images of ``(C, H, W)``.
 
-    On 8x8 digits the methods' steps (200, batch 128), seeds (3) and samples (500) are those of the pre-fix table
-    (27:40 on an idle 2-core CPU for 7 methods and 2 NFE, from a measured cost per training step on 2 threads of
-    fm 0.14 s, ip 0.13, sdss 0.18, defar_no_fc 0.26, defar_no_adr 0.22, defar 0.31, and 3.3 s per 1000 samples
-    and 10 NFE); the curve and fine-tuning sizes are placeholders until the curve is measured (the class
-    docstring). Larger images take the preset's steps and samples (a GPU job).
+    On 8x8 digits: 1000 steps per network (batch 128), 3 training seeds, 500 samples per row; fine-tuning 150 more
+    steps. The steps come from the measured curve (``--select curve``, 3000 steps, seed 0, 10 NFE,
+    ``docs/results/defar-digits-curve``): the raw network's FD-digitsnet falls from 2.0 at 250 steps to 1.1 at 500
+    and then stays within 0.7-1.4 (the spread of a 500-sample FD), so 1000 steps is past the knee, and an EMA of
+    decay 1 - 2.5/1000 averages the plateau. Larger budgets do not fit the 45-minute default on a 2-core CPU
+    (per training step on 2 threads: fm 0.14 s, ip 0.13 s, defar 0.31 s). Larger images take the preset's steps
+    and samples (a GPU job).
     """
     side = max(image_shape[1:])
     if side <= 16:
-        return DefarBudget(steps=200, seeds=3, num_samples=500)
+        return DefarBudget(steps=1000, seeds=3, num_samples=500, finetune_steps=150)
     preset = image_preset(image_shape)
     return DefarBudget(steps=preset.steps, seeds=3, num_samples=preset.num_samples,
                        curve_steps=2 * preset.steps, curve_every=max(preset.steps // 5, 1),
@@ -159,6 +168,22 @@ def variants(methods: list[str], **fields: Any) -> list[LossVariant]:
     return [LossVariant(name, METHODS[name], samplers, **fields) for name in methods]
 
 
+EQUAL_COMPUTE = "fm_equal_compute"
+
+
+def equal_compute_variant(steps: int) -> LossVariant:
+    """``fm`` continued until it has spent what ``defar`` spends in ``steps`` steps, named :data:`EQUAL_COMPUTE`.
+
+    Compute is counted in forward-pass units (:attr:`~bfr_fast.losses.path_loss.ForwardPasses.compute`: a
+    backward costs two forwards), so the continuation is ``steps * (7 / 3 - 1)`` more steps with the default
+    DEFAR; measured wall times per step agree (the ``train_seconds`` of the rows).
+    """
+    ratio = (METHODS["defar"](label_dropout=0.0).forward_passes.compute
+             / METHODS["fm"](label_dropout=0.0).forward_passes.compute)
+    return LossVariant(EQUAL_COMPUTE, METHODS["fm"], tuple(EvalSampler(nfe) for nfe in NFES), start_from="fm",
+                       extra_steps=max(round(steps * (ratio - 1)), 1))
+
+
 def finetune_variants(extra_steps: int) -> list[LossVariant]:
     """:data:`FINETUNE_METHODS` continuing ``fm``'s network for ``extra_steps``, named ``finetune-<method>``."""
     return [replace(v, name=f"finetune-{v.name}") for v in
@@ -166,9 +191,10 @@ def finetune_variants(extra_steps: int) -> list[LossVariant]:
 
 
 def parts(ctx: RunContext) -> list[str]:
-    """The methods and stages to run (and :data:`PAPER_OPTIM` when asked): ``--select``'s, or every method and
-    ``finetune``; a selection of :data:`PAPER_OPTIM` alone runs those defaults under the paper's optimiser."""
-    default = [*METHODS, "finetune"]
+    """The methods and stages to run (and :data:`PAPER_OPTIM` when asked): ``--select``'s, or
+    :data:`DEFAULT_METHODS` and ``finetune``; a selection of :data:`PAPER_OPTIM` alone runs those defaults under the
+    paper's optimiser."""
+    default = [*DEFAULT_METHODS, "finetune"]
     if ctx.options.select is None:
         return default
     chosen = select(ctx, [*METHODS, *STAGES, PAPER_OPTIM])
@@ -227,6 +253,8 @@ def run_curve(ctx: RunContext, setup: ComparisonSetup, budget: DefarBudget) -> d
                                      kid_subset_size=min(1000, samples.shape[0]))
             point[kind] = {key: scores[key] for key in METRICS if key in scores}
         points.append(point)
+        log.info("curve fm step %d (%.0f s): FD ema %.4g, raw %.4g", trainer.step, seconds, point["ema"]["fd"],
+                 point["raw"]["fd"])
     if not points:
         return None
     curve = {"method": "fm", "variant": describe(loss.settings), "optimiser": setup.optimiser, "seed": seed,
@@ -241,7 +269,7 @@ def run_curve(ctx: RunContext, setup: ComparisonSetup, budget: DefarBudget) -> d
 
 
 def _by_nfe_then_method(row: dict[str, Any]) -> tuple[int, int]:
-    order = [*METHODS, *(f"finetune-{m}" for m in FINETUNE_METHODS)]
+    order = [*METHODS, EQUAL_COMPUTE, *(f"finetune-{m}" for m in FINETUNE_METHODS)]
     return row["nfe"], order.index(row["method"])
 
 
@@ -252,6 +280,9 @@ def run(ctx: RunContext) -> RunResult:
     setup = ComparisonSetup.create(ctx, data, budget, "paper" if PAPER_OPTIM in chosen else budget.optimiser)
     methods = [p for p in chosen if p in METHODS]
     rows = run_variants(ctx, setup, variants(methods), extra={"stage": "scratch"})
+    equal_compute: list[dict[str, Any]] = []
+    if "fm" in methods and "defar" in methods:
+        equal_compute = run_variants(ctx, setup, [equal_compute_variant(setup.steps)], extra={"stage": "scratch"})
     finetune: list[dict[str, Any]] = []
     if "finetune" in chosen:
         start = run_variants(ctx, setup, variants(["fm"]), extra={"stage": "scratch"})
@@ -298,6 +329,16 @@ def run(ctx: RunContext) -> RunResult:
             "### FD difference to fm, paired by training seed\n\n"
             + markdown_table(paired_fd_differences(table), diff_columns("fm")),
         ]
+    if equal_compute:
+        pair = equal_compute + [r for r in table if r["method"] == "defar"]
+        summary = sorted(tables.summarize(pair, keys, METRICS), key=_by_nfe_then_method)
+        sections += [
+            f"## From scratch at equal compute: defar's {steps} steps against fm's "
+            f"{equal_compute[0]['train_steps']} (forward-pass units, a backward counted as two forwards)\n\n"
+            + markdown_table(summary, summary_columns),
+            f"### FD difference to {EQUAL_COMPUTE}, paired by training seed\n\n"
+            + markdown_table(paired_fd_differences(pair, EQUAL_COMPUTE), diff_columns(EQUAL_COMPUTE)),
+        ]
     if finetune:
         summary = sorted(tables.summarize(finetune, keys, METRICS), key=_by_nfe_then_method)
         sections += [
@@ -317,7 +358,7 @@ def run(ctx: RunContext) -> RunResult:
             + markdown_table(points, [("step", "step"), ("train_seconds", "train s"), ("ema_fd", f"{fd} EMA"),
                                       ("raw_fd", f"{fd} raw"), ("ema_kid", f"{kd} EMA"), ("raw_kid", f"{kd} raw")])
         )
-    every_row = rows + [r for r in finetune if r["stage"] == "finetune"]
+    every_row = rows + equal_compute + [r for r in finetune if r["stage"] == "finetune"]
     sections.append("## Every row\n\n" + markdown_table(every_row, row_columns))
     metrics = {
         "recipe": "defar",
