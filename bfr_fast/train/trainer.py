@@ -200,10 +200,22 @@ class Trainer:
         return atomic_save(state, self.checkpoint_path)
 
     def resume(self) -> bool:
-        """Loads ``checkpoint_path`` if it exists. Returns whether it did."""
+        """Loads ``checkpoint_path`` if it exists. Returns whether it did.
+
+        Raises:
+            ValueError: naming the file, when it is unreadable or was written for another network or data.
+        """
         if self.checkpoint_path is None or not self.checkpoint_path.is_file():
             return False
-        self.load_state_dict(load(self.checkpoint_path, map_location=self.device))
+        state = load(self.checkpoint_path, map_location=self.device)
+        try:
+            self.load_state_dict(state)
+        except (RuntimeError, KeyError, ValueError, TypeError) as error:  # torch's is a page of key mismatches
+            detail = " ".join(line.strip() for line in str(error).splitlines()[:2]) or type(error).__name__
+            raise ValueError(
+                f"{self.checkpoint_path} does not fit this network ({detail[:200]}); it was written for another "
+                "model, data set or recipe: resume with the options it was trained with, or delete it to retrain"
+            ) from None
         log.info("%s: resumed from %s at step %d", self.description, self.checkpoint_path, self.step)
         return True
 

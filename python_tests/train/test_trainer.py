@@ -129,6 +129,15 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path):
     assert load(tmp_path / "ckpt.pt")["step"] == 5
 
 
+def test_resume_from_another_networks_checkpoint_names_the_file(tmp_path):
+    make_trainer(tmp_path, steps=5).fit()
+    model, loss_fn, batches = regression_setup()
+    wider = nn.Sequential(nn.Linear(4, 32), nn.Tanh(), nn.Linear(32, 1))  # another architecture, same file
+    trainer = Trainer(wider, loss_fn, batches, TrainConfig(steps=5), checkpoint_path=tmp_path / "ckpt.pt")
+    with pytest.raises(ValueError, match=f"{tmp_path / 'ckpt.pt'} does not fit this network .*delete it"):
+        trainer.resume()
+
+
 def test_clipping_sees_unscaled_gradients(tmp_path):
     # With fp16 gradient scaling the raw gradients are multiplied by 2**16; the logged norm must be the true one.
     fp32 = make_trainer(tmp_path / "a", steps=1, grad_clip=1e6)
