@@ -51,7 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-samples", type=int, help="generated samples per evaluated row (recipe default)")
     parser.add_argument("--sampler-steps", type=int,
                         help="Euler steps of the base sampler that refiners are built on (bfr recipes' default)")
-    parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (recipe default)")
     parser.add_argument("--inception", type=Path, help="clean-fid's inception-2015-12-05.pt, for true FID")
     parser.add_argument("--seeds", type=int, help="training seeds (--seed, --seed + 1, ...) of recipes that "
                         "repeat their trainings (defar recipes; recipe default)")

@@ -58,7 +58,6 @@ class RunOptions:
     precision: str = "fp32"
     num_samples: int | None = None
     sampler_steps: int | None = None
-    guidance: float | None = None
     inception: Path | None = None
     cache_dir: Path | None = None
     resume: bool = False
@@ -72,8 +71,6 @@ class RunOptions:
                 raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"--lr must be positive, got {self.lr}")
-        if self.guidance is not None and self.guidance < 0:
-            raise ValueError(f"--guidance must be >= 0, got {self.guidance}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.num_samples is not None and self.num_samples <= PRECISION_RECALL_K:

@@ -171,7 +171,7 @@ def test_resume_from_a_truncated_checkpoint_gives_one_error_line(short_run, tmp_
 
 
 @pytest.mark.parametrize(("recipe", "option"), [
-    ("flow", ["--guidance", "2"]), ("flow", ["--select", "fm"]), ("flow", ["--seeds", "2"]),
+    ("flow", ["--select", "fm"]), ("flow", ["--seeds", "2"]),
     ("flow", ["--base-steps", "5"]), ("flow", ["--sampler-steps", "5"]), ("ala2", ["--data-root", "/tmp"]),
 ])
 def test_an_option_the_recipe_does_not_use_is_refused(recipe, option, tmp_path, quick, capsys):
@@ -217,6 +217,13 @@ def test_a_clipped_batch_size_is_recorded_as_it_ran(tmp_path, quick, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["networks"]["base"] == {"batch_size": 1438, "steps": 1, "lr": metrics["networks"]["base"]["lr"]}
     assert "base: batch size 100000 exceeds the 1438 training samples; batches of 1438" in capsys.readouterr().err
+
+
+def test_there_is_no_guidance_option_that_nothing_reads(capsys):
+    # No recipe samples with classifier-free guidance: an option that changed nothing would be recorded as if it had.
+    with pytest.raises(SystemExit) as caught:
+        main(["--recipe", "flow", "--guidance", "2"])
+    assert caught.value.code == 2 and "unrecognized arguments: --guidance" in capsys.readouterr().err
 
 
 def test_help_lists_recipes():

@@ -37,7 +37,7 @@ class RunResult:
     results_md: str
 
 
-SPECIFIC_OPTIONS = frozenset({"guidance", "select", "seeds", "base_steps", "sampler_steps", "inception", "data_root"})
+SPECIFIC_OPTIONS = frozenset({"select", "seeds", "base_steps", "sampler_steps", "inception", "data_root"})
 """Options that only some recipes read; one given to a recipe that declares it does not read it is refused."""
 
 
