@@ -143,6 +143,8 @@ def test_forward_passes_and_their_gradients(recording_model, kwargs, expected):
     loss.backward()
     assert [call.grad_enabled for call in model.calls] == [grad for _, grad in expected]
     assert loss_fn.forward_passes == (len(expected), sum(grad for _, grad in expected))
+    # compute in forward-pass units: every call once, and a backward (two forwards' worth) per call with a graph
+    assert loss_fn.forward_passes.compute == len(expected) + 2 * sum(grad for _, grad in expected)
     assert all((call.out_grad is not None) == call.grad_enabled for call in model.calls)
     torch.manual_seed(2)
     eps, times = replay(x1, loss_fn.steps)

@@ -13,14 +13,15 @@ from bfr_fast.checkpoint import load
 from bfr_fast.models import UNet
 from bfr_fast.paths import VPInterpolant
 from bfr_fast.train.cli import main
-from bfr_fast.train.recipes.defar import METHODS, DefarBudget
+from bfr_fast.train.recipes.defar import DEFAULT_METHODS, METHODS, DefarBudget, defar_budget
 from bfr_fast.train.recipes.defar_ablation import tables
 from bfr_fast.train.recipes.loss_comparison import EvalSampler
 from bfr_fast.train.sampling import SamplerSpec
 
 # Model calls per training step (with gradient) of each method: DESIGN.md §5 and the losses' docstrings.
 PASSES = {"fm": (1, 1), "ip": (1, 1), "sdss": (2, 1), "mdss": (2, 1), "defar_no_fc": (2, 2), "defar_no_adr": (3, 1),
-          "defar": (3, 2), "finetune-fm": (1, 1), "finetune-defar": (3, 2)}
+          "defar": (3, 2), "fm_equal_compute": (1, 1), "finetune-fm": (1, 1), "finetune-defar": (3, 2)}
+EVERY_PART = ",".join([*METHODS, "finetune"])
 NFES = (5, 10, 50)
 
 
@@ -32,7 +33,7 @@ def _args(recipe, out, cache, *extra):
 @pytest.fixture(scope="module")
 def defar_run(tmp_path_factory, extractor_cache):
     out = tmp_path_factory.mktemp("run") / "defar"
-    assert main(_args("defar", out, extractor_cache, "--seeds", "1", "--num-samples", "20")) == 0
+    assert main(_args("defar", out, extractor_cache, "--seeds", "1", "--num-samples", "20", "--select", EVERY_PART)) == 0
     return out
 
 
@@ -48,8 +49,8 @@ def test_defar_rows_cover_every_method_at_equal_steps(defar_run):
     assert {r["method"] for r in rows} == set(PASSES)
     assert sorted((r["method"], r["nfe"]) for r in rows) == sorted((m, n) for m in PASSES for n in NFES)
     scratch = [r for r in rows if r["stage"] == "scratch"]
-    assert {r["method"] for r in scratch} == set(METHODS)
-    assert {r["train_steps"] for r in scratch} == {2} and {r["seed"] for r in rows} == {0}
+    assert {r["method"] for r in scratch} == {*METHODS, "fm_equal_compute"}
+    assert {r["train_steps"] for r in scratch if r["method"] in METHODS} == {2} and {r["seed"] for r in rows} == {0}
     for row in rows:
         for key in ("fd", "kid", "is", "sfid", "precision", "recall"):
             assert isinstance(row[key], float) and math.isfinite(row[key]), (row["method"], key)
@@ -66,7 +67,7 @@ def test_defar_rows_cover_every_method_at_equal_steps(defar_run):
 def test_defar_finetuning_continues_fm_with_the_same_batches(defar_run):
     rows = json.loads((defar_run / "metrics.json").read_text())["rows"]
     # --steps 2 rescales the budget's fine-tuning by 2 / steps
-    extra = DefarBudget(steps=200, seeds=3, num_samples=500).finetune_length(2)
+    extra = defar_budget((1, 8, 8)).finetune_length(2)
     finetune = [r for r in rows if r["stage"] == "finetune"]
     assert {(r["method"], r["train_steps"], r["start_steps"]) for r in finetune} == {
         (m, 2 + extra, 2) for m in ("finetune-fm", "finetune-defar")}
@@ -77,6 +78,25 @@ def test_defar_finetuning_continues_fm_with_the_same_batches(defar_run):
     assert any(not torch.equal(a["model"][k], b["model"][k]) for k in a["model"])  # only the loss differs
     text = (defar_run / "results.md").read_text()
     assert f"fm at 2 steps, then {extra} more steps" in text and "FD difference to finetune-fm" in text
+
+
+def test_fm_at_equal_compute_continues_fm_for_defars_compute(defar_run):
+    rows = json.loads((defar_run / "metrics.json").read_text())["rows"]
+    # DEFAR's step: 3 forwards + 2 backwards (= 4 forwards) = 7 units against FM's 3, so 2 steps of DEFAR buy
+    # 2 * 7 / 3 = 4.67 -> 5 steps of FM: fm's 2 and 3 more
+    (steps,) = {r["train_steps"] for r in rows if r["method"] == "fm_equal_compute"}
+    assert steps == 2 + 3
+    fm = load(defar_run / "checkpoints" / "fm-seed0.pt")
+    eqc = load(defar_run / "checkpoints" / "fm_equal_compute-seed0.pt")
+    assert eqc["step"] == 5 and fm["step"] == 2 and eqc["batches"]["position"] != fm["batches"]["position"]
+    text = (defar_run / "results.md").read_text()
+    assert "equal compute: defar's 2 steps against fm's 5" in text and "FD difference to fm_equal_compute" in text
+
+
+def test_default_parts_are_the_issue_comparison():
+    assert DEFAULT_METHODS == ("fm", "ip", "defar") and set(DEFAULT_METHODS) <= set(METHODS)
+    budget = defar_budget((1, 8, 8))
+    assert (budget.steps, budget.seeds, budget.finetune_steps) == (1000, 3, 150)
 
 
 def test_defar_methods_train_different_networks_from_one_start(defar_run):

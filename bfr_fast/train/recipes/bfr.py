@@ -9,22 +9,16 @@ Steps (each network checkpointed in the run folder; ``--resume`` loads what is f
    ``metrics.json`` as ``"inversion_error"``);
 3. train four small UNet refiners: noise injection (σ_d = 0.1), FMRefiner (σ_f = σ_z = 0.1), DFR (blur + noise
    augmentation, per-class OT pairs) on the pool, LFR (α = 0.1, amplitude mixing, per-class OT) on the cache;
-4. evaluate, from the same noise and labels for every row (the LFR refines that noise, the others refine the base
-   samples made from it): base, +noise injection (1 NFE), +FMRefiner (1 NFE), +DFR (1 and 10 NFE),
-   +LFR (1 and 10 NFE), each with FD/KID/IS/sFID/precision/recall in the digits classifier's feature space
-   (Inception with ``--inception``) against the held-out test split, for ``eval_seeds`` seeds.
+4. distil the DFR and the LFR into 1-NFE students (:func:`distill_refiners`: reflow on the teacher's 10-step map;
+   the DFR's sources are fresh base samples, the LFR's fresh noise);
+5. evaluate, from the same noise and labels for every row (the LFRs refine that noise, the others refine the base
+   samples made from it), the rows of :data:`ROWS` after the base, each with FD/KID/IS/sFID/precision/recall in
+   the data set's classifier's feature space (Inception with ``--inception``) against the held-out test split,
+   for ``eval_seeds`` seeds. Rows carry the NFE of the base, of the refiner and of a student's teacher.
 
-Budget on ``digits`` (8x8, 1438 training images), measured with one thread on a 2-core CPU whose other core ran
-a test suite: base 1300 steps of the default digits UNet (5:35), pool and inversion cache at Euler 20 steps
-(1:17), four refiners of 300 steps each, UNet 16 channels (1:50 together), evaluation of 7 rows x 3 seeds x 1000
-samples plus the real-image floor (3:00): 12:00 in all (10:45 in an earlier run), over the 10-minute target on
-that contended machine; an idle one should be faster (not measured). ``mnist5k`` (28x28, 4000
-training images) uses the 28x28 preset base (4000 steps) and 1500 refiner steps, UNet 32 channels. Measured rates
-on the same CPU: base 1.26 s/step, refiner 1.3 s/step, 10 ms per image and base call (pool, inversion, sampling):
-about 85 min base, 40 min pool and inversion, 2 h refiners, 30 min evaluation, roughly 4.5 h in all; run it on
-a GPU. (A smoke run, ``--steps 20 --sampler-steps 2 --num-samples 200``, took 9 min, the mnist5k classifier
-included; the README's reduced run, ``--base-steps 1600 --steps 400 --sampler-steps 10 --num-samples 500``,
-43:44 on the idle CPU with 2 threads.) ``--steps`` sets every network's steps, ``--base-steps`` the base's alone (over ``--steps``),
+Budgets: :func:`bfr_budget`; the distillation defaults were chosen on ``--data digits-val`` (a validation split of
+the training images), and the measured wall times of the main job are in ``docs/results/bfr-digits``.
+``--steps`` sets every network's steps (the students' too), ``--base-steps`` the base's alone (over ``--steps``),
 ``--sampler-steps`` the base sampler.
 """
 
@@ -104,9 +98,12 @@ class BfrBudget:
         eval_seeds: Evaluation seeds (``--seed``, ``--seed`` + 1, ...): every row is scored once per seed.
         teacher_steps: Euler steps of a refiner when it makes its student's pairs (the teacher's NFE).
         distill_steps: Fine-tuning steps of each 1-NFE student (:func:`distill_refiner`).
-        distill_pairs: Pairs per class (per sample of the data, unlabelled) for each student; the DFR's sources
-            are fresh base samples, so this also sets the base NFE the stage spends.
+        distill_pairs: Pairs per class (in all, for unlabelled data) for each student; the DFR's sources are fresh
+            base samples, so this also sets the base NFE the stage spends.
         distill_start_fraction: :class:`~bfr_fast.refiners.ReflowLoss`'s share of pairs trained at t = 0.
+
+    The distillation defaults (10-step teacher, 300 pairs per class, 400 steps, plain reflow) were measured on
+    the validation split: as good as 1000 pairs and 600 steps (``docs/results/bfr-digits-val``).
     """
 
     base_steps: int
