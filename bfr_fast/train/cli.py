@@ -54,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--inception", type=Path, help="clean-fid's inception-2015-12-05.pt, for true FID")
     parser.add_argument("--seeds", type=int, help="training seeds (--seed, --seed + 1, ...) of recipes that "
                         "repeat their trainings (defar recipes; recipe default)")
-    parser.add_argument("--select", help="comma-separated parts of a recipe to run (defar: methods; "
-                        "defar-ablation: tables; default all)")
+    parser.add_argument("--select", help="comma-separated parts of a recipe to run (defar: methods, curve, "
+                        "finetune, paper-optim; default fm,ip,defar,finetune; defar-ablation: tables, default all)")
     parser.add_argument("--cache-dir", type=Path, help="cache of trained feature extractors (~/.cache/bfr_fast)")
     return parser
 

@@ -576,4 +576,8 @@ def distillation_note(students: dict[str, Distilled]) -> str:
     return "Distillation (rows `*_reflow`, 1 NFE): " + " ".join(parts) if parts else ""
 
 
-RECIPE = Recipe("bfr", "Table 1: base flow, noise-injection/FMRefiner baselines, DFR and LFR at 1 and 10 NFE", run)
+READS = frozenset({"base_steps", "sampler_steps", "inception", "data_root"})
+"""The recipe-specific options the BFR recipes read (the others are refused, not silently ignored)."""
+
+RECIPE = Recipe("bfr", "Table 1: base, baselines, DFR and LFR at 1/10 NFE and one RK4 step, their 1-NFE reflow students",
+                run, reads=READS)

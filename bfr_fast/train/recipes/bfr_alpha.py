@@ -15,6 +15,7 @@ from bfr_fast.refiners import FMRefiner, LatentFlowRefiner, NoiseInjectionRefine
 from bfr_fast.report import markdown_table
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
 from bfr_fast.train.recipes.bfr import (
+    READS,
     evaluate_refiners,
     inversion_cache,
     prepare,
@@ -77,4 +78,5 @@ def run(ctx: RunContext) -> RunResult:
     return RunResult(metrics, f"## {title}\n\n" + markdown_table(summarize(rows, keys), columns))
 
 
-RECIPE = Recipe("bfr-alpha", "Table 4: LFR over alpha in {0, .1, .2, .3, .5}; sigma_d / sigma_f sweeps", run)
+RECIPE = Recipe("bfr-alpha", "Table 4: LFR over alpha in {0, .1, .2, .3, .5}; sigma_d / sigma_f sweeps", run,
+                reads=READS)

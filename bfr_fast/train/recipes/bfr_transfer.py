@@ -14,6 +14,7 @@ from dataclasses import replace
 from bfr_fast.report import markdown_table
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
 from bfr_fast.train.recipes.bfr import (
+    READS,
     evaluate_refiners,
     inversion_cache,
     prepare,
@@ -57,4 +58,5 @@ def run(ctx: RunContext) -> RunResult:
     return RunResult(metrics, f"## {title}\n\n{body}")
 
 
-RECIPE = Recipe("bfr-transfer", "Table 7: refiners trained on a well-trained base applied to a less-trained base", run)
+RECIPE = Recipe("bfr-transfer", "Table 7: refiners trained on a well-trained base applied to a less-trained base", run,
+                reads=READS)

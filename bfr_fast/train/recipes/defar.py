@@ -381,4 +381,4 @@ def run(ctx: RunContext) -> RunResult:
 
 RECIPE = Recipe("defar", "DEFAR Table 1/2 at equal steps (independent coupling, corrected loss), its fine-tuning "
                 "from converged FM, and FM's convergence curve; 5/10/50 NFE; --seeds, --select methods,curve,finetune",
-                run)
+                run, reads=frozenset({"select", "seeds", "inception", "data_root"}))

@@ -143,4 +143,4 @@ def run(ctx: RunContext) -> RunResult:
 
 
 RECIPE = Recipe("defar-ablation", "DEFAR Tables 4 (NFE), 5 (interpolants, ODE/SDE), 6-9 (ADR/FC ablations); "
-                "--select tables", run)
+                "--select tables", run, reads=frozenset({"select", "seeds", "inception", "data_root"}))
