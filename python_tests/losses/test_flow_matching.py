@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -29,19 +32,44 @@ def test_independent_loss_is_mse_to_the_path_velocity():
     torch.testing.assert_close(loss, (x1 - x0).pow(2).mean())
 
 
-def test_ot_coupling_keeps_labels_with_targets_and_lowers_the_cost():
-    torch.manual_seed(1)
-    x1 = torch.randn(64, 2) + 5 * torch.arange(64).remainder(2)[:, None]
-    y = torch.arange(64).remainder(2)
+def _cheapest(cost: np.ndarray, rows: list[int]) -> tuple[float, tuple[int, ...]]:
+    """The least total cost of pairing targets ``rows`` with sources ``rows`` over every permutation (brute force):
+    ``cost[s, r]`` is the cost of source s with target r; returns the cost and the source of each target."""
+    perms = np.array(list(itertools.permutations(rows)))
+    totals = cost[perms, np.array(rows)].sum(axis=1)
+    return float(totals.min()), tuple(perms[totals.argmin()])
+
+
+def test_ot_coupling_is_the_brute_force_optimum_within_each_class():
+    # Two classes of 4 on a batch small enough to try every permutation; the targets of class 1 are far away.
+    y = torch.tensor([0, 1, 1, 0, 1, 0, 0, 1])
+    x1 = torch.randn(8, 3, generator=torch.Generator().manual_seed(1)) + 3.0 * y[:, None]
     model = Recorder()
+    torch.manual_seed(2)
     FlowMatchingLoss(coupling="ot")(model, x1, y)
-    assert torch.equal(model.y, y)  # x1 is not permuted, so its labels must arrive unchanged
-    # x_t = (1-t) x0 + t x1: recover x0 and check the pairing is cheaper than a random one.
-    t = model.t[:, None]
-    x0 = (model.x - t * x1) / (1 - t)
-    paired = (x0 - x1).pow(2).sum()
-    shuffled = (x0[torch.randperm(64)] - x1).pow(2).sum()
-    assert paired < shuffled
+    torch.manual_seed(2)
+    noise = torch.randn(8, 3)  # the loss's first draw: the sources, before the coupling re-pairs them
+    assert torch.equal(model.y, y)  # the targets are not permuted, so neither are their labels
+    # x_t = (1-t) x0 + t x1: recover the source the loss paired with each target, as a row of the drawn noise.
+    t = model.t[:, None].double()
+    x0 = (model.x.double() - t * x1.double()) / (1 - t)
+    sources = torch.cdist(x0, noise.double()).argmin(dim=1)
+    torch.testing.assert_close(x0, noise[sources].double(), rtol=1e-4, atol=1e-4)
+
+    cost = torch.cdist(noise.double(), x1.double()).square().numpy()
+    expected = list(range(8))
+    best = 0.0
+    for label in (0, 1):
+        rows = (y == label).nonzero().flatten().tolist()
+        class_cost, chosen = _cheapest(cost, rows)
+        best += class_cost
+        for source, target in zip(chosen, rows, strict=True):
+            expected[target] = source
+    assert sources.tolist() == expected
+    # The test can tell: ignoring the classes, or keeping the drawn pairs, is clearly cheaper or dearer.
+    unconstrained, _ = _cheapest(cost, list(range(8)))
+    assert unconstrained < best - 1.0
+    assert np.trace(cost) > best + 1.0
 
 
 def test_label_dropout_replaces_labels_by_the_null_class():
