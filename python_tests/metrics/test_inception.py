@@ -108,6 +108,29 @@ def test_logits_and_spatial_read_out(stand_in: tuple[Path, torch.jit.ScriptModul
     assert result.spatial.shape == (3, 7 * 17 * 17)
 
 
+def test_spatial_features_are_the_first_channels_of_mixed_6_conv(stand_in: tuple[Path, torch.jit.ScriptModule]) -> None:
+    # sFID's features, read off the stand-in's own blocks: clean-fid's resize, (x - 128) / 128, the stem, then
+    # mixed_6's conv branch (not the block's output, which differs on the stand-in), its first 7 channels.
+    from cleanfid.resize import build_resizer
+
+    folder, model = stand_in
+    images = _images(3, 3, 10, seed=4)
+    pixels = torch.round((images + 1) * 127.5).to(torch.uint8)
+    resize = build_resizer("clean")
+    resized = torch.from_numpy(np.stack([resize(p.permute(1, 2, 0).numpy()).transpose(2, 0, 1) for p in pixels]))
+    with torch.no_grad():
+        stem = model.layers.conv((resized - 128) / 128)
+        branch = model.layers.mixed_6.conv(stem)
+        block = model.layers.mixed_6(stem)
+    expected = branch[:, :7].flatten(1).double().numpy()
+    got = InceptionExtractor(folder, batch_size=2).extract(images).spatial
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    # The check can tell the neighbours of the intended layer apart from it.
+    assert not np.allclose(block[:, :7].flatten(1).numpy(), expected, atol=1e-3)
+    assert not np.allclose(branch[:, 7:14].flatten(1).numpy(), expected, atol=1e-3)
+    assert np.abs(expected).max() > 1e-2
+
+
 def test_uint8_conversion_rounds(stand_in: tuple[Path, torch.jit.ScriptModule]) -> None:
     folder, model = stand_in
     # 127.5 (x + 1) = 100.6: rounding gives pixel 101, truncation would give 100.
