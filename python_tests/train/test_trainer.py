@@ -60,11 +60,34 @@ def test_resume_is_exact(tmp_path):
         assert torch.equal(p, q)
 
 
-def test_ema_averages_and_differs_from_the_model(tmp_path):
-    trainer = make_trainer(tmp_path, steps=30)
+def test_ema_follows_the_recursion_written_out(tmp_path):
+    # e_1 = w_1 (the first update copies), then e_k = d e_(k-1) + (1 - d) w_k, with w_k the weights after step k.
+    decay, steps = 0.9, 12
+    trainer = make_trainer(tmp_path, steps=steps, ema_decay=decay)
+    inner = trainer.loss_fn
+    weights = []  # w_0, ..., w_(steps-1): the weights each step starts from
+
+    def recording(m, x, y):
+        weights.append([p.detach().clone() for p in trainer.model.parameters()])
+        return inner(m, x, y)
+
+    trainer.loss_fn = recording
     trainer.fit()
-    diffs = [(p - q).abs().max().item() for p, q in zip(trainer.model.parameters(), trainer.ema_model.parameters())]
-    assert max(diffs) > 1e-4  # a no-op EMA would equal the model
+    weights = weights[1:] + [[p.detach().clone() for p in trainer.model.parameters()]]  # w_1, ..., w_steps
+    assert len(weights) == steps
+    ema = weights[0]
+    for w in weights[1:]:
+        ema = [decay * e + (1 - decay) * p for e, p in zip(ema, w, strict=True)]
+    for expected, got in zip(ema, trainer.ema_model.parameters(), strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)
+    moved = max((e - w).abs().max().item() for e, w in zip(ema, weights[-1], strict=True))
+    assert moved > 1e-3  # the average lags the weights clearly: a no-op EMA, or a copy of the model, is seen
+
+
+def test_ema_decay_zero_is_the_model(tmp_path):
+    trainer = make_trainer(tmp_path, steps=3, ema_decay=0.0)
+    trainer.fit()
+    assert trainer.ema_model is trainer.model
 
 
 def test_checkpoint_is_loadable_weights_only_and_no_temp_files_remain(tmp_path):
