@@ -80,7 +80,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from bfr_fast.losses.path_loss import ForwardPasses, PathLoss, check_nonnegative, velocity_mse
+from bfr_fast.checks import choice, non_negative_float
+from bfr_fast.losses.path_loss import ForwardPasses, PathLoss, velocity_mse
 from bfr_fast.losses.simulation import check_simulation, simulate, simulation_times
 from bfr_fast.ops import fc_weighted_mse, frequency_filter
 from bfr_fast.paths import Interpolant
@@ -151,17 +152,16 @@ class DEFARLoss(PathLoss):
         super().__init__(coupling, interpolant, label_dropout, null_class)
         self.steps = check_simulation(steps, timesteps, self.interpolant)
         self.timesteps = timesteps
-        self.lambda_adr = check_nonnegative("lambda_adr", lambda_adr)
-        self.beta_fc = check_nonnegative("beta_fc", beta_fc)
-        self.gamma = check_nonnegative("gamma", gamma)
-        self.image_cutoff = check_nonnegative("image_cutoff", image_cutoff)
-        self.eps = check_nonnegative("eps", eps)
+        self.lambda_adr = non_negative_float("lambda_adr", lambda_adr)
+        self.beta_fc = non_negative_float("beta_fc", beta_fc)
+        self.gamma = non_negative_float("gamma", gamma)
+        self.image_cutoff = non_negative_float("image_cutoff", image_cutoff)
+        self.eps = non_negative_float("eps", eps)
         if self.eps == 0:
             raise ValueError("eps must be > 0")
-        if weight_source not in WEIGHT_SOURCES:
-            raise ValueError(f"weight_source must be one of {WEIGHT_SOURCES}, got {weight_source!r}")
+        choice("weight_source", weight_source, WEIGHT_SOURCES)
         if bias_lowpass_cutoff is not None:
-            check_nonnegative("bias_lowpass_cutoff", bias_lowpass_cutoff)
+            non_negative_float("bias_lowpass_cutoff", bias_lowpass_cutoff)
             if weight_source != "exposure_bias":
                 raise ValueError("bias_lowpass_cutoff applies to weight_source='exposure_bias' only")
         if adr and self.lambda_adr == 0:
@@ -170,8 +170,7 @@ class DEFARLoss(PathLoss):
             raise ValueError("beta_fc must be > 0 with fc=True (beta_fc weighs the FC term)")
         if not adr and self.beta_fc == 0:
             raise ValueError("beta_fc = 0 and adr=False leave no loss term")
-        if adr_reduction not in ADR_REDUCTIONS:
-            raise ValueError(f"adr_reduction must be one of {ADR_REDUCTIONS}, got {adr_reduction!r}")
+        choice("adr_reduction", adr_reduction, ADR_REDUCTIONS)
         if grad_through_simulation and not adr:
             raise ValueError("grad_through_simulation needs adr=True (only ADR sees the simulated state's gradient)")
         self.adr = bool(adr)

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from bfr_fast.losses.path_loss import PathLoss, check_nonnegative, velocity_mse
+from bfr_fast.checks import non_negative_float
+from bfr_fast.losses.path_loss import PathLoss, velocity_mse
 from bfr_fast.paths import Interpolant
 
 
@@ -47,7 +48,7 @@ class InputPerturbationLoss(PathLoss):
         null_class: int | None = None,
     ) -> None:
         super().__init__(coupling, interpolant, label_dropout, null_class)
-        self.perturbation = check_nonnegative("perturbation", perturbation)
+        self.perturbation = non_negative_float("perturbation", perturbation)
 
     @property
     def settings(self) -> dict[str, Any]:

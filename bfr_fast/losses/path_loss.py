@@ -8,12 +8,12 @@ A batch is drawn in one fixed order, so that losses built on it see the same ran
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
+from bfr_fast.checks import choice, probability
 from bfr_fast.paths import Interpolant, LinearPath, independent_coupling, ot_coupling
 
 COUPLINGS = {"independent": independent_coupling, "ot": ot_coupling}
@@ -27,13 +27,6 @@ def drop_labels(y: torch.Tensor | None, probability: float, null_class: int | No
         raise ValueError("null_class is required when label_dropout > 0")
     drop = torch.rand(y.shape, device=y.device) < probability
     return torch.where(drop, torch.full_like(y, null_class), y)
-
-
-def check_nonnegative(name: str, value: object) -> float:
-    """Returns ``value`` as a float if it is a finite real number >= 0; otherwise raises ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < math.inf:
-        raise ValueError(f"{name} must be a finite float >= 0, got {value!r}")
-    return float(value)
 
 
 def velocity_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -92,12 +85,10 @@ class PathLoss(nn.Module):
         null_class: int | None = None,
     ) -> None:
         super().__init__()
-        if coupling not in COUPLINGS:
-            raise ValueError(f"coupling must be one of {sorted(COUPLINGS)}, got {coupling!r}")
+        choice("coupling", coupling, sorted(COUPLINGS))
         if interpolant is not None and not isinstance(interpolant, Interpolant):
             raise ValueError(f"interpolant must be a bfr_fast.paths.Interpolant, got {type(interpolant).__name__}")
-        if not 0.0 <= label_dropout <= 1.0:
-            raise ValueError(f"label_dropout must be in [0, 1], got {label_dropout}")
+        probability("label_dropout", label_dropout)
         if label_dropout > 0 and null_class is None:
             raise ValueError("null_class is required when label_dropout > 0")
         self.coupling = coupling

@@ -46,6 +46,7 @@ from collections.abc import Callable
 
 import torch
 
+from bfr_fast.checks import choice
 from bfr_fast.ops import lincomb
 from bfr_fast.paths import Interpolant, LinearPath
 
@@ -68,8 +69,7 @@ def check_simulation(
         isinstance(real_steps, bool) or not isinstance(real_steps, int) or not 1 <= real_steps <= steps
     ):
         raise ValueError(f"real_steps must be None or an int in [1, steps={steps}], got {real_steps!r}")
-    if timesteps not in TIMESTEP_STRATEGIES:
-        raise ValueError(f"timesteps must be one of {TIMESTEP_STRATEGIES}, got {timesteps!r}")
+    choice("timesteps", timesteps, TIMESTEP_STRATEGIES)
     if isinstance(interpolant, LinearPath) and interpolant.sigma > 0:
         raise ValueError("interpolant: simulated steps need a noise-free path; got LinearPath with sigma > 0")
     return steps

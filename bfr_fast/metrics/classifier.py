@@ -30,6 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bfr_fast.checkpoint import atomic_save, load
+from bfr_fast.checks import integer, positive_float, positive_int
 from bfr_fast.metrics.extractor import FeatureExtractor, check_images
 
 ARCH_VERSION = "convnet-v1"
@@ -62,8 +63,7 @@ class ClassifierNet(nn.Module):
         super().__init__()
         if min(image_size) < MIN_IMAGE_SIZE:
             raise ValueError(f"image_size must be at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE}, got {image_size}")
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        integer("num_classes", num_classes, low=2)
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.image_size = (int(image_size[0]), int(image_size[1]))
@@ -186,8 +186,9 @@ def train_classifier(
         raise ValueError(
             f"test_x must have the shape of train_x per image: {tuple(test_x.shape[1:])} vs {tuple(train_x.shape[1:])}"
         )
-    if steps < 1 or batch_size < 1 or lr <= 0:
-        raise ValueError(f"steps, batch_size and lr must be positive, got {steps}, {batch_size}, {lr}")
+    positive_int("steps", steps)
+    positive_int("batch_size", batch_size)
+    positive_float("lr", lr)
     largest = max(int(train_y.max()), int(test_y.max()))
     if num_classes is None:
         num_classes = largest + 1

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bfr_fast.checks import positive_int
+
 OUTPUT_KINDS: tuple[str, ...] = ("features", "logits", "spatial")
 
 
@@ -80,8 +82,7 @@ class FeatureExtractor(ABC):
     available: frozenset[str]
 
     def __init__(self, device: torch.device | str = "cpu", batch_size: int = 256) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        positive_int("batch_size", batch_size)
         self.device = torch.device(device)
         self.batch_size = batch_size
 

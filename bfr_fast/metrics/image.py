@@ -15,6 +15,7 @@ import torch
 from scipy import linalg
 from scipy.special import log_softmax
 
+from bfr_fast.checks import choice, integer, positive_int
 from bfr_fast.metrics.extractor import FeatureExtractor, ImageFeatures
 from bfr_fast.metrics.inception import INCEPTION_NAME
 
@@ -120,10 +121,8 @@ def kernel_inception_distance(
     a = _as_features(feats_a, "feats_a", min_rows=2)
     b = _as_features(feats_b, "feats_b", min_rows=2)
     _check_same_dim(a, b, "feats_a", "feats_b")
-    if num_subsets < 1:
-        raise ValueError(f"num_subsets must be a positive integer, got {num_subsets}")
-    if subset_size < 2:
-        raise ValueError(f"subset_size must be at least 2, got {subset_size}")
+    positive_int("num_subsets", num_subsets)
+    integer("subset_size", subset_size, low=2)
     dim = a.shape[1]
     m = min(a.shape[0], b.shape[0], subset_size)
     rng = np.random.default_rng(seed)
@@ -152,8 +151,7 @@ def inception_score(logits: ArrayLike, splits: int = 10) -> tuple[float, float]:
         ``(mean, std)`` of the per-part scores.
     """
     values = _as_features(logits, "logits")
-    if not 1 <= splits <= values.shape[0]:
-        raise ValueError(f"splits must be in [1, N={values.shape[0]}], got {splits}")
+    integer("splits", splits, low=1, high=values.shape[0], why="at most N, the number of logits")
     log_p = log_softmax(values, axis=1)
     scores = []
     for part in np.array_split(log_p, splits):
@@ -200,8 +198,7 @@ def precision_recall(
     Returns:
         ``(precision, recall)``, each in [0, 1].
     """
-    if k < 1:
-        raise ValueError(f"k must be a positive integer, got {k}")
+    positive_int("k", k)
     real_np = _as_features(real_feats, "real_feats", min_rows=k + 1)
     fake_np = _as_features(fake_feats, "fake_feats", min_rows=k + 1)
     _check_same_dim(real_np, fake_np, "real_feats", "fake_feats")
@@ -287,9 +284,8 @@ def metric_label(key: str, extractor_name: str) -> str:
     so its scores are never mistaken for them ("FD-digitsnet", "KD-digitsnet", "IS-digitsnet", "sFD-digitsnet").
     ``"is_std"`` is the IS label followed by " std".
     """
+    choice("key", key, sorted([*_INCEPTION_LABELS, "is_std"]))
     base_key = "is" if key == "is_std" else key
-    if base_key not in _INCEPTION_LABELS:
-        raise ValueError(f"key must be one of {sorted([*_INCEPTION_LABELS, 'is_std'])}, got {key!r}")
     if extractor_name == INCEPTION_NAME:
         label = _INCEPTION_LABELS[base_key]
     else:

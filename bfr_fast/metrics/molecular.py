@@ -20,7 +20,6 @@ potential energy of each conformer from the OpenMM force field of the reference 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ import mdtraj
 import numpy as np
 import torch
 
+from bfr_fast.checks import positive_float
 from bfr_fast.data.molecules import DEFAULT_FORCEFIELD, backbone_dihedrals, basin_populations, create_system
 from bfr_fast.data.molecules import heavy_atom_indices, openmm_topology
 from bfr_fast.ops import rmsd_min
@@ -107,10 +107,7 @@ def coverage_amr(generated: ArrayLike, reference: ArrayLike, threshold: float,
     gen, ref = _as_frames(generated, "generated"), _as_frames(reference, "reference")
     if gen.shape[1] != ref.shape[1]:
         raise ValueError(f"reference: expected generated's atom count {gen.shape[1]}, got {ref.shape[1]}")
-    # numbers.Real takes numpy scalars too (np.float32(0.5) is a threshold like any other); bool is no length
-    if isinstance(threshold, bool) or not isinstance(threshold, Real) or not 0 < threshold < float("inf"):
-        raise ValueError(f"threshold: expected a positive finite number (nm), got {threshold!r}")
-    threshold = float(threshold)
+    threshold = positive_float("threshold", threshold, why="an RMSD in nm")
     if atom_indices is not None:
         index = _atom_index(atom_indices, gen.shape[1])
         gen, ref = gen[:, index.to(gen.device)], ref[:, index.to(ref.device)]

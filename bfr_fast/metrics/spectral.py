@@ -39,8 +39,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from bfr_fast.checks import non_negative_float, positive_float, positive_int, probability
 from bfr_fast.losses.defar import DEFARLoss
-from bfr_fast.losses.path_loss import COUPLINGS, check_nonnegative
+from bfr_fast.losses.path_loss import COUPLINGS
 from bfr_fast.losses.simulation import simulate
 from bfr_fast.ops import band_energy, frequency_filter
 from bfr_fast.ops.reference import accumulation_dtype, fc_weight_reference
@@ -68,12 +69,6 @@ def _check_image(name: str, x: object) -> torch.Tensor:
     return x
 
 
-def _check_quantile(name: str, q: object) -> float:
-    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0.0 <= q <= 1.0:
-        raise ValueError(f"{name} must be a float in [0, 1], got {q!r}")
-    return float(q)
-
-
 def _guarded_ratio(num: torch.Tensor, den: torch.Tensor, rtol: float = 0.0) -> torch.Tensor:
     """``num / den`` with the module's zero-denominator policy: ``den <= rtol * (num + den)`` counts as 0, giving
     ``inf`` for ``num > 0`` and ``nan`` for ``num == 0``."""
@@ -98,7 +93,7 @@ def pfr(velocity: torch.Tensor, cutoff: float = 0.5, rtol: float = PFR_RTOL, bac
     Raises:
         ValueError: On a bad argument; the message names it.
     """
-    rtol = check_nonnegative("rtol", rtol)
+    rtol = non_negative_float("rtol", rtol)
     energies = band_energy(_check_image("velocity", velocity), cutoff, backend)
     return _guarded_ratio(energies[:, 0], energies[:, 1], rtol)
 
@@ -123,9 +118,8 @@ def fc_weight_map(source: torch.Tensor, gamma: float = 1.0, eps: float = 1e-6) -
     """
     if not isinstance(source, torch.Tensor) or source.dim() < 2 or not source.is_floating_point():
         raise ValueError(f"source must be a (B, Cs, *spatial) float tensor, got {getattr(source, 'shape', source)!r}")
-    gamma = check_nonnegative("gamma", gamma)
-    if check_nonnegative("eps", eps) == 0:
-        raise ValueError("eps must be > 0")
+    gamma = non_negative_float("gamma", gamma)
+    eps = positive_float("eps", eps)
     return fc_weight_reference(source, gamma, eps)
 
 
@@ -154,8 +148,8 @@ def fel_region_masks(
         ValueError: On a bad argument; the message names it.
     """
     target = _check_image("target", target)
-    low_quantile = _check_quantile("low_quantile", low_quantile)
-    high_quantile = _check_quantile("high_quantile", high_quantile)
+    low_quantile = probability("low_quantile", low_quantile)
+    high_quantile = probability("high_quantile", high_quantile)
     dtype = accumulation_dtype(target.dtype)
     masks = []
     for cutoff, kind, q in ((cutoff_low, "low", low_quantile), (cutoff_high, "high", high_quantile)):
@@ -297,18 +291,15 @@ def spectral_curves(
     loss = DEFARLoss() if loss is None else loss
     if not isinstance(loss, DEFARLoss):
         raise ValueError(f"loss must be a bfr_fast.losses.DEFARLoss or None, got {type(loss).__name__}")
-    for name, value in (("num_t", num_t), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    check_nonnegative("cutoff", cutoff)
-    fel_cutoff_low = cutoff if fel_cutoff_low is None else check_nonnegative("fel_cutoff_low", fel_cutoff_low)
-    fel_cutoff_high = cutoff if fel_cutoff_high is None else check_nonnegative("fel_cutoff_high", fel_cutoff_high)
-    _check_quantile("low_quantile", low_quantile)
-    _check_quantile("high_quantile", high_quantile)
+    positive_int("num_t", num_t)
+    positive_int("batch_size", batch_size)
+    non_negative_float("cutoff", cutoff)
+    fel_cutoff_low = cutoff if fel_cutoff_low is None else non_negative_float("fel_cutoff_low", fel_cutoff_low)
+    fel_cutoff_high = cutoff if fel_cutoff_high is None else non_negative_float("fel_cutoff_high", fel_cutoff_high)
+    probability("low_quantile", low_quantile)
+    probability("high_quantile", high_quantile)
     path = loss.interpolant
-    step = path.t_max / num_t if step is None else check_nonnegative("step", step)
-    if step == 0:
-        raise ValueError("step must be > 0")
+    step = path.t_max / num_t if step is None else positive_float("step", step)
 
     generator = torch.Generator(device=x1.device).manual_seed(seed)
     x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)

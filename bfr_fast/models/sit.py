@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bfr_fast.checks import choice
 from bfr_fast.models.checks import check_dropout, check_positive
 from bfr_fast.models.embeddings import DEFAULT_TIME_SCALE, ConditionEmbedding, sinusoidal_embedding
 from bfr_fast.models.layers import zero_init
@@ -232,8 +233,7 @@ class SiT(nn.Module):
         Raises:
             ValueError: If ``name`` is not a preset.
         """
-        if name not in SIT_PRESETS:
-            raise ValueError(f"name must be one of {sorted(SIT_PRESETS)}, got {name!r}")
+        choice("name", name, sorted(SIT_PRESETS))
         return cls(**{**SIT_PRESETS[name], "in_channels": in_channels, "num_classes": num_classes, **overrides})
 
     def _initialize(self) -> None:

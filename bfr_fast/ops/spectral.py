@@ -8,10 +8,9 @@ kernel; ``fc_weighted_mse`` is one pass of per-sample reductions (:math:`\sum s`
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from bfr_fast.checks import choice, non_negative_float, positive_float
 from bfr_fast.ops._checks import check_like, check_tensor
 from bfr_fast.ops._extension import fused_available, use_fused
 from bfr_fast.ops.reference import (
@@ -30,16 +29,6 @@ def _check_image(op: str, x: object) -> torch.Tensor:
     if x.shape[2] == 0 or x.shape[3] == 0:
         raise ValueError(f"{op}: x must have H >= 1 and W >= 1, got shape {tuple(x.shape)}")
     return x
-
-
-def _check_real(op: str, name: str, value: object, *, positive: bool = False) -> float:
-    """Checks a finite Python number that is ``>= 0`` (``> 0`` when ``positive``) and returns it as a float."""
-    bound = "> 0" if positive else ">= 0"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{op}: {name} must be a finite float {bound}, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise ValueError(f"{op}: {name} must be a finite float {bound}, got {value!r}")
-    return float(value)
 
 
 def frequency_filter(x: torch.Tensor, cutoff: float, kind: str = "low", backend: str = "auto") -> torch.Tensor:
@@ -70,9 +59,8 @@ def frequency_filter(x: torch.Tensor, cutoff: float, kind: str = "low", backend:
         ValueError: On a bad argument; the message names it.
     """
     x = _check_image("frequency_filter", x)
-    cutoff = _check_real("frequency_filter", "cutoff", cutoff)
-    if kind not in KINDS:
-        raise ValueError(f"frequency_filter: kind must be one of {KINDS}, got {kind!r}")
+    cutoff = non_negative_float("frequency_filter: cutoff", cutoff)
+    choice("frequency_filter: kind", kind, KINDS)
     if not use_fused(backend, x.device, "frequency_filter"):
         return frequency_filter_reference(x, cutoff, kind)
     return torch.ops.bfr_fast.frequency_filter.default(x, cutoff, kind == "high")
@@ -105,7 +93,7 @@ def band_energy(x: torch.Tensor, cutoff: float, backend: str = "auto") -> torch.
         ValueError: On a bad argument; the message names it.
     """
     x = _check_image("band_energy", x)
-    cutoff = _check_real("band_energy", "cutoff", cutoff)
+    cutoff = non_negative_float("band_energy: cutoff", cutoff)
     if not use_fused(backend, x.device, "band_energy"):
         return band_energy_reference(x, cutoff)
     return torch.ops.bfr_fast.band_energy.default(x, cutoff)
@@ -178,8 +166,8 @@ def fc_weighted_mse(
         ValueError: On a bad argument; the message names it.
     """
     _check_fc_inputs(pred, target, source)
-    gamma = _check_real("fc_weighted_mse", "gamma", gamma)
-    eps = _check_real("fc_weighted_mse", "eps", eps, positive=True)
+    gamma = non_negative_float("fc_weighted_mse: gamma", gamma)
+    eps = positive_float("fc_weighted_mse: eps", eps)
     if not use_fused(backend, pred.device, "fc_weighted_mse"):
         return fc_weighted_mse_reference(pred, target, source, gamma, eps)
     loss, _ = torch.ops.bfr_fast.fc_weighted_mse.default(

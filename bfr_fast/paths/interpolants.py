@@ -58,6 +58,7 @@ from typing import NamedTuple
 
 import torch
 
+from bfr_fast.checks import choice
 from bfr_fast.ops.reference import per_sample
 
 DIFFUSION_FORMS: tuple[str, ...] = ("sigma", "sbdm", "constant", "linear", "decreasing", "increasing-decreasing")
@@ -283,8 +284,7 @@ def sde_drift_and_diffusion(
     Raises:
         ValueError: Unknown ``diffusion``, or a negative or non-finite ``norm``.
     """
-    if diffusion not in DIFFUSION_FORMS:
-        raise ValueError(f"diffusion must be one of {DIFFUSION_FORMS}, got {diffusion!r}")
+    choice("diffusion", diffusion, DIFFUSION_FORMS)
     if isinstance(norm, bool) or not isinstance(norm, (int, float)) or not 0.0 <= norm < math.inf:
         raise ValueError(f"norm must be a finite float >= 0, got {norm!r}")
 

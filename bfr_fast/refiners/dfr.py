@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bfr_fast.checks import choice
 from bfr_fast.data.augment import RefinerAugmentation
 from bfr_fast.losses.flow_matching import FlowMatchingLoss
 from bfr_fast.losses.path_loss import COUPLINGS
@@ -38,8 +39,7 @@ DEFAULT_AUGMENTATION = RefinerAugmentation(blur_prob=0.5, blur_sigma=(0.5, 2.0),
 
 def check_coupling(coupling: str) -> str:
     """Returns ``coupling`` if it names a coupling of :mod:`bfr_fast.losses.flow_matching`, else raises ValueError."""
-    if coupling not in COUPLINGS:
-        raise ValueError(f"coupling must be one of {sorted(COUPLINGS)}, got {coupling!r}")
+    choice("coupling", coupling, sorted(COUPLINGS))
     return coupling
 
 

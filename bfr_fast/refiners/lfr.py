@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from bfr_fast.checks import choice
 from bfr_fast.losses.flow_matching import FlowMatchingLoss
 from bfr_fast.ops.reference import per_sample
 from bfr_fast.refiners.base import Refiner
@@ -50,8 +51,7 @@ def mix_latents(z1: torch.Tensor, xi: torch.Tensor, a: torch.Tensor, mixing: str
     Raises:
         ValueError: Unknown ``mixing``.
     """
-    if mixing not in MIXINGS:
-        raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
+    choice("mixing", mixing, MIXINGS)
     a = a.to(z1.dtype)
     if mixing == "amplitude":
         keep, add = torch.sqrt(1 - a.square()), a
@@ -127,8 +127,7 @@ class LatentFlowRefiner(Refiner):
         super().__init__(network, conditional)
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1 or math.isnan(alpha):
             raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
-        if mixing not in MIXINGS:
-            raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
+        choice("mixing", mixing, MIXINGS)
         self.alpha = float(alpha)
         self.mixing = mixing
         self.coupling = check_coupling(coupling)

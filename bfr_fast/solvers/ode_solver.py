@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import torch
 
+from bfr_fast.checks import choice
 from bfr_fast.ops import BACKENDS, lincomb
 from bfr_fast.solvers.runge_kutta import TABLEAUX, ButcherTableau
 from bfr_fast.solvers.time_grid import GridLike, resolve_time_grid
@@ -81,10 +82,8 @@ class ODESolver:
     def __init__(self, velocity_model: VelocityModel, method: str = "euler", backend: str = "auto") -> None:
         if not callable(velocity_model):
             raise ValueError(f"velocity_model must be callable as model(x, t, **extras), got {type(velocity_model)}")
-        if method not in TABLEAUX:
-            raise ValueError(f"method must be one of {sorted(TABLEAUX)}, got {method!r}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        choice("method", method, sorted(TABLEAUX))
+        choice("backend", backend, BACKENDS)
         self.velocity_model = velocity_model
         self.method = method
         self.tableau = TABLEAUX[method]

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import torch
 
+from bfr_fast.checks import choice
 from bfr_fast.ops import BACKENDS, lincomb
 from bfr_fast.solvers.time_grid import GridLike, resolve_time_grid
 
@@ -35,8 +36,7 @@ class SDESolver:
     """
 
     def __init__(self, backend: str = "auto") -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        choice("backend", backend, BACKENDS)
         self.backend = backend
 
     def sample(

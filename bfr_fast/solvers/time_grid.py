@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from numbers import Integral, Real
 
 import torch
+
+from bfr_fast.checks import positive_float, positive_int
 
 # Slack when dividing an interval by a step size, so that 1 / 0.1 gives 10 steps and not 11.
 _STEP_COUNT_SLACK = 1e-6
@@ -29,18 +30,11 @@ _STEP_COUNT_SLACK = 1e-6
 GridLike = torch.Tensor | Sequence[float] | Sequence[Sequence[float]]
 
 
-def _check_num_steps(num_steps: object) -> int:
-    if isinstance(num_steps, bool) or not isinstance(num_steps, Integral) or num_steps < 1:
-        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
-    return int(num_steps)
-
-
 def _check_step_size(step_size: object, span: float) -> float:
-    if isinstance(step_size, bool) or not isinstance(step_size, Real) or not math.isfinite(step_size):
-        raise ValueError(f"step_size must be a finite positive float, got {step_size!r}")
-    if not 0.0 < step_size <= span * (1 + _STEP_COUNT_SLACK):
+    step_size = positive_float("step_size", step_size)
+    if step_size > span * (1 + _STEP_COUNT_SLACK):
         raise ValueError(f"step_size must be in (0, {span:g}] (the interval's length), got {step_size!r}")
-    return float(step_size)
+    return step_size
 
 
 def _stepped_grid(t_start: float, t_end: float, step_size: float) -> torch.Tensor:
@@ -107,7 +101,7 @@ def resolve_time_grid(
                 f"got num_steps={num_steps!r}, step_size={step_size!r}"
             )
         if num_steps is not None:
-            return _uniform_grid(torch.tensor([0.0, 1.0], dtype=torch.float64), _check_num_steps(num_steps))
+            return _uniform_grid(torch.tensor([0.0, 1.0], dtype=torch.float64), positive_int("num_steps", num_steps))
         return _stepped_grid(0.0, 1.0, _check_step_size(step_size, 1.0))
 
     grid = _as_grid(time_grid, batch_size)
@@ -123,7 +117,7 @@ def resolve_time_grid(
             "(num_steps=1 for a single step)"
         )
     if num_steps is not None:
-        return _uniform_grid(grid, _check_num_steps(num_steps))
+        return _uniform_grid(grid, positive_int("num_steps", num_steps))
     if grid.dim() == 2:
         raise ValueError("step_size cannot subdivide a per-sample (B, 2) time_grid; use num_steps")
     t_start, t_end = grid.tolist()

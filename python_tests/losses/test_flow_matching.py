@@ -85,7 +85,7 @@ def test_label_dropout_replaces_labels_by_the_null_class():
     ("kwargs", "message"),
     [
         (dict(coupling="sinkhorn"), "coupling must be one of"),
-        (dict(label_dropout=1.5), r"label_dropout must be in \[0, 1\]"),
+        (dict(label_dropout=1.5), r"label_dropout must be a finite float in \[0, 1\]"),
         (dict(label_dropout=0.1), "null_class is required"),
     ],
 )
