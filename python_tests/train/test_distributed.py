@@ -6,6 +6,9 @@ import subprocess
 import sys
 
 import torch
+from torch import nn
+
+from bfr_fast.data import InfiniteLoader
 
 WORKER = '''
 import sys
@@ -43,7 +46,27 @@ teardown(ctx)
 '''
 
 
-def test_ddp_ranks_stay_in_sync(tmp_path):
+def single_process_reference(steps: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """The initial and final weights of the worker's training written out in one process: each step averages the
+    gradients of the two ranks' batches (what DDP's all-reduce does), clips their norm to 1 (the default
+    ``grad_clip``) and takes an AdamW step at the constant lr (no warm-up)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+    x = torch.randn(32, 3)
+    streams = [InfiniteLoader(x, torch.zeros(32, dtype=torch.long), 4, torch.Generator().manual_seed(rank))
+               for rank in range(2)]
+    initial = torch.cat([p.detach().flatten() for p in model.parameters()])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        losses = [(model(xb) - xb.sum(1, keepdim=True)).pow(2).mean() for xb, _ in (next(s) for s in streams)]
+        (0.5 * (losses[0] + losses[1])).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+    return initial, torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_ddp_ranks_stay_in_sync_and_train_as_one_process_on_both_batches(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     # cwd outside the source tree: the workers must import the installed (or PYTHONPATH) bfr_fast.
@@ -54,3 +77,8 @@ def test_ddp_ranks_stay_in_sync(tmp_path):
     params = torch.load(tmp_path / "params-0.pt")
     assert torch.equal(params[0], params[1])  # different batches per rank, identical weights: gradients averaged
     assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["step"] == 5
+    # Agreeing is not enough (it holds without any step): the weights are those of one process that trained on
+    # both ranks' batches, and they moved.
+    initial, expected = single_process_reference()
+    torch.testing.assert_close(params[0], expected, rtol=1e-5, atol=1e-6)
+    assert (expected - initial).abs().max() > 1e-2
