@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from bfr_fast.models.checks import check_dropout, check_positive
+from bfr_fast.checks import finite_float, integer, positive_int
 from bfr_fast.models.embeddings import DEFAULT_TIME_SCALE, ConditionEmbedding
 from bfr_fast.models.layers import zero_init
 
@@ -63,12 +63,10 @@ class MLP(nn.Module):
         time_scale: float = DEFAULT_TIME_SCALE,
     ) -> None:
         super().__init__()
-        check_positive(dim=dim, hidden=hidden, depth=depth)
-        if time_embed_dim < 2:
-            raise ValueError(
-                f"time_embed_dim must be >= 2 (it is also the number of sinusoidal features), got {time_embed_dim}"
-            )
-        check_dropout(dropout)
+        for name, value in (("dim", dim), ("hidden", hidden), ("depth", depth)):
+            positive_int(name, value)
+        integer("time_embed_dim", time_embed_dim, low=2, why="it is also the number of sinusoidal features")
+        finite_float("dropout", dropout, low=0.0, high=1.0, high_open=True)
         self.dim = dim
         self.num_classes = num_classes
         self.embed = ConditionEmbedding(time_embed_dim, time_embed_dim, num_classes, time_scale)

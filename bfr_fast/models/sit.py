@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bfr_fast.checks import choice
-from bfr_fast.models.checks import check_dropout, check_positive
+from bfr_fast.checks import choice, finite_float, positive_int
 from bfr_fast.models.embeddings import DEFAULT_TIME_SCALE, ConditionEmbedding, sinusoidal_embedding
 from bfr_fast.models.layers import zero_init
 
@@ -56,7 +55,8 @@ def position_embedding_2d(dim: int, grid_size: tuple[int, int]) -> Tensor:
     Returns:
         ``(H * W, dim)`` float32 embedding.
     """
-    check_positive(dim=dim, grid_height=grid_size[0], grid_width=grid_size[1])
+    for name, value in (("dim", dim), ("grid_height", grid_size[0]), ("grid_width", grid_size[1])):
+        positive_int(name, value)
     rows, cols = torch.meshgrid(
         torch.arange(grid_size[0], dtype=torch.float32), torch.arange(grid_size[1], dtype=torch.float32), indexing="ij"
     )
@@ -194,11 +194,11 @@ class SiT(nn.Module):
             size = tuple(image_size) if isinstance(image_size, (tuple, list)) else ()
         if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
             raise ValueError(f"image_size must be a positive int or a pair (H, W) of them, got {image_size!r}")
-        check_positive(
-            in_channels=in_channels, patch_size=patch_size, hidden_size=hidden_size, depth=depth, num_heads=num_heads
-        )
+        for name, value in (("in_channels", in_channels), ("patch_size", patch_size), ("hidden_size", hidden_size),
+                            ("depth", depth), ("num_heads", num_heads)):
+            positive_int(name, value)
         if out_channels is not None:
-            check_positive(out_channels=out_channels)
+            positive_int("out_channels", out_channels)
         if size[0] % patch_size or size[1] % patch_size:
             raise ValueError(
                 f"image_size {size} must be a multiple of patch_size={patch_size} on both sides "
@@ -208,7 +208,7 @@ class SiT(nn.Module):
             raise ValueError(f"num_heads={num_heads} must divide hidden_size={hidden_size}")
         if int(hidden_size * mlp_ratio) < 1:
             raise ValueError(f"mlp_ratio must give an MLP width >= 1, got {mlp_ratio!r}")
-        check_dropout(dropout)
+        finite_float("dropout", dropout, low=0.0, high=1.0, high_open=True)
         self.image_size: tuple[int, int] = (size[0], size[1])
         self.in_channels = in_channels
         self.out_channels = in_channels if out_channels is None else out_channels

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bfr_fast.models.checks import check_dropout, check_positive
+from bfr_fast.checks import finite_float, integer, positive_int
 from bfr_fast.models.embeddings import DEFAULT_TIME_SCALE, ConditionEmbedding
 from bfr_fast.models.layers import group_norm, zero_init
 
@@ -150,13 +150,11 @@ class UNet(nn.Module):
         time_scale: float = DEFAULT_TIME_SCALE,
     ) -> None:
         super().__init__()
-        check_positive(in_channels=in_channels, num_res_blocks=num_res_blocks, num_heads=num_heads)
+        for name, value in (("in_channels", in_channels), ("num_res_blocks", num_res_blocks), ("num_heads", num_heads)):
+            positive_int(name, value)
         if out_channels is not None:
-            check_positive(out_channels=out_channels)
-        if model_channels < 2:
-            raise ValueError(
-                f"model_channels must be >= 2 (it is also the number of sinusoidal features), got {model_channels}"
-            )
+            positive_int("out_channels", out_channels)
+        integer("model_channels", model_channels, low=2, why="it is also the number of sinusoidal features")
         if not channel_mult or any(m < 1 for m in channel_mult):
             raise ValueError(f"channel_mult must be a non-empty sequence of positive ints, got {channel_mult}")
         factors = [2**i for i in range(len(channel_mult))]
@@ -166,7 +164,7 @@ class UNet(nn.Module):
                 f"attention_resolutions must be downsampling factors among {factors} "
                 f"(for len(channel_mult)={len(channel_mult)}), got {unknown}"
             )
-        check_dropout(dropout)
+        finite_float("dropout", dropout, low=0.0, high=1.0, high_open=True)
         self.in_channels = in_channels
         self.out_channels = in_channels if out_channels is None else out_channels
         self.num_classes = num_classes

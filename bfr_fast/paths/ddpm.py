@@ -42,6 +42,7 @@ import torch
 from scipy.interpolate import CubicSpline
 from torch import nn
 
+from bfr_fast.checks import choice, integer
 from bfr_fast.ops.reference import per_sample
 
 ScheduleKind = Literal["linear", "sigmoid"]
@@ -104,8 +105,7 @@ class DDPMSchedule(nn.Module):
         self, num_steps: int = 1000, kind: ScheduleKind = "linear", beta_start: float = 1e-4, beta_end: float = 2e-2
     ) -> None:
         super().__init__()
-        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 2:
-            raise ValueError(f"num_steps must be an int >= 2, got {num_steps!r}")
+        integer("num_steps", num_steps, low=2)
         if not 0.0 < beta_start <= beta_end < 1.0:
             raise ValueError(f"need 0 < beta_start <= beta_end < 1, got beta_start={beta_start}, beta_end={beta_end}")
         betas = _betas(kind, num_steps, beta_start, beta_end)
@@ -201,8 +201,7 @@ class ProbabilityFlowVelocity(nn.Module):
 
     def __init__(self, eps_model: nn.Module, schedule: DDPMSchedule, model_time: ModelTime = "t") -> None:
         super().__init__()
-        if model_time not in ("t", "index"):
-            raise ValueError(f"model_time must be 't' or 'index', got {model_time!r}")
+        choice("model_time", model_time, ("t", "index"))
         self.eps_model = eps_model
         self.schedule = schedule
         self.model_time = model_time

@@ -58,7 +58,7 @@ from typing import NamedTuple
 
 import torch
 
-from bfr_fast.checks import choice
+from bfr_fast.checks import choice, finite_float, non_negative_float
 from bfr_fast.ops.reference import per_sample
 
 DIFFUSION_FORMS: tuple[str, ...] = ("sigma", "sbdm", "constant", "linear", "decreasing", "increasing-decreasing")
@@ -232,8 +232,7 @@ class VPInterpolant(Interpolant):
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, t_max: float = 1.0 - 1e-5) -> None:
         if not 0.0 < beta_min <= beta_max < math.inf:
             raise ValueError(f"need 0 < beta_min <= beta_max < inf, got beta_min={beta_min}, beta_max={beta_max}")
-        if not 0.0 < t_max < 1.0:
-            raise ValueError(f"t_max must be in (0, 1), got {t_max}")
+        finite_float("t_max", t_max, low=0.0, high=1.0, low_open=True, high_open=True)
         self.beta_min = float(beta_min)
         self.beta_max = float(beta_max)
         self.t_max = float(t_max)
@@ -285,8 +284,7 @@ def sde_drift_and_diffusion(
         ValueError: Unknown ``diffusion``, or a negative or non-finite ``norm``.
     """
     choice("diffusion", diffusion, DIFFUSION_FORMS)
-    if isinstance(norm, bool) or not isinstance(norm, (int, float)) or not 0.0 <= norm < math.inf:
-        raise ValueError(f"norm must be a finite float >= 0, got {norm!r}")
+    norm = non_negative_float("norm", norm)
 
     def form(t: torch.Tensor, c: PathCoefficients) -> tuple[torch.Tensor, torch.Tensor]:
         """:math:`D(t)` and the drift factor :math:`c = D/(\\sigma(\\alpha\\sigma' - \\sigma\\alpha'))`."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from bfr_fast.checks import non_negative_float
 from bfr_fast.paths.interpolants import Interpolant, PathCoefficients
 
 
@@ -29,9 +30,7 @@ class LinearPath(Interpolant):
     """
 
     def __init__(self, sigma: float = 0.0) -> None:
-        if not isinstance(sigma, (int, float)) or not 0.0 <= float(sigma) < float("inf"):
-            raise ValueError(f"sigma must be a finite float >= 0, got {sigma!r}")
-        self.sigma = float(sigma)
+        self.sigma = non_negative_float("sigma", sigma)
 
     def coefficients(self, t: torch.Tensor) -> PathCoefficients:
         return PathCoefficients(t, 1 - t, torch.ones_like(t), -torch.ones_like(t))

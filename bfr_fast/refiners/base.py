@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from bfr_fast.checkpoint import atomic_save, load
+from bfr_fast.checks import positive_int
 from bfr_fast.solvers import ODESolver
 
 FILE_FORMAT = "bfr_fast.refiner/1"
@@ -124,9 +125,7 @@ class Refiner(nn.Module):
             raise ValueError(f"x must be a non-empty (B, ...) tensor, got {getattr(x, 'shape', type(x).__name__)}")
         if y is not None and (not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],)):
             raise ValueError(f"y must be a ({x.shape[0]},) tensor of labels, got {getattr(y, 'shape', y)!r}")
-        size = x.shape[0] if batch_size is None else batch_size
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        size = x.shape[0] if batch_size is None else positive_int("batch_size", batch_size, why="or None")
         solver = ODESolver(self, method=method)
         outputs, nfe = [], 0
         for start in range(0, x.shape[0], size):

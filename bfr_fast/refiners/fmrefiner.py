@@ -18,12 +18,12 @@ generated sample, which is what separates it from the DFR.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import nn
 
+from bfr_fast.checks import non_negative_float
 from bfr_fast.ops.reference import per_sample
 from bfr_fast.refiners.base import Refiner
 
@@ -46,12 +46,6 @@ def bridge_path(
     return x_t, u_t
 
 
-def _non_negative(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
 class FMRefinerLoss:
     """``loss(model, x_real, y) -> (loss, logs)``: flow matching on the FMRefiner bridge (global RNG).
 
@@ -61,8 +55,8 @@ class FMRefinerLoss:
     """
 
     def __init__(self, sigma_f: float, sigma_z: float) -> None:
-        self.sigma_f = _non_negative("sigma_f", sigma_f)
-        self.sigma_z = _non_negative("sigma_z", sigma_z)
+        self.sigma_f = non_negative_float("sigma_f", sigma_f)
+        self.sigma_z = non_negative_float("sigma_z", sigma_z)
 
     def __call__(
         self, model: nn.Module, x_real: torch.Tensor, y: torch.Tensor | None = None
@@ -94,8 +88,8 @@ class FMRefiner(Refiner):
         self, network: nn.Module, sigma_f: float = 0.1, sigma_z: float = 0.1, conditional: bool | None = None
     ) -> None:
         super().__init__(network, conditional)
-        self.sigma_f = _non_negative("sigma_f", sigma_f)
-        self.sigma_z = _non_negative("sigma_z", sigma_z)
+        self.sigma_f = non_negative_float("sigma_f", sigma_f)
+        self.sigma_z = non_negative_float("sigma_z", sigma_z)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "sigma_f": self.sigma_f, "sigma_z": self.sigma_z}

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
+from bfr_fast.checks import positive_int
 from bfr_fast.solvers import TABLEAUX, ODESolver
 from bfr_fast.solvers.ode_solver import VelocityModel
 
@@ -35,9 +36,8 @@ class FrozenGenerator:
     """
 
     def __init__(self, model: VelocityModel, method: str = "euler", num_steps: int = 20, batch_size: int = 500) -> None:
-        for name, value in (("num_steps", num_steps), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        positive_int("num_steps", num_steps)
+        positive_int("batch_size", batch_size)
         self.solver = ODESolver(model, method=method)
         self.model = model
         self.method = method

@@ -23,13 +23,12 @@ the mean latent. **Inference** (:meth:`LatentFlowRefiner.sample`): :math:`z \to`
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-from bfr_fast.checks import choice
+from bfr_fast.checks import choice, probability
 from bfr_fast.losses.flow_matching import FlowMatchingLoss
 from bfr_fast.ops.reference import per_sample
 from bfr_fast.refiners.base import Refiner
@@ -125,10 +124,8 @@ class LatentFlowRefiner(Refiner):
         conditional: bool | None = None,
     ) -> None:
         super().__init__(network, conditional)
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1 or math.isnan(alpha):
-            raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+        self.alpha = probability("alpha", alpha)
         choice("mixing", mixing, MIXINGS)
-        self.alpha = float(alpha)
         self.mixing = mixing
         self.coupling = check_coupling(coupling)
 

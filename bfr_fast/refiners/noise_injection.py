@@ -9,12 +9,12 @@ Training: source :math:`\hat x + \sigma_d \epsilon`, :math:`\epsilon \sim N(0, I
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import nn
 
+from bfr_fast.checks import positive_float
 from bfr_fast.data.augment import RefinerAugmentation
 from bfr_fast.refiners.base import Refiner
 from bfr_fast.refiners.dfr import GeneratedToRealLoss, check_coupling
@@ -40,9 +40,7 @@ class NoiseInjectionRefiner(Refiner):
         self, network: nn.Module, sigma_d: float = 0.1, coupling: str = "ot", conditional: bool | None = None
     ) -> None:
         super().__init__(network, conditional)
-        if isinstance(sigma_d, bool) or not isinstance(sigma_d, (int, float)) or not 0 < sigma_d < math.inf:
-            raise ValueError(f"sigma_d must be a positive finite number, got {sigma_d!r}")
-        self.sigma_d = float(sigma_d)
+        self.sigma_d = positive_float("sigma_d", sigma_d)
         self.coupling = check_coupling(coupling)
 
     def config(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Protocol
 import torch
 
 from bfr_fast.checkpoint import atomic_save, load
+from bfr_fast.checks import positive_int
 from bfr_fast.refiners.generator import FrozenGenerator
 
 
@@ -61,8 +62,7 @@ class SamplePool:
             self.x, self.y = x, None
             self._offsets = self._counts = None
             return
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        positive_int("num_classes", num_classes)
         y = y.to(device=x.device, dtype=torch.int64)
         if bool(((y < 0) | (y >= num_classes)).any()) or torch.unique(y).numel() != num_classes:
             raise ValueError(f"y must hold every class in [0, {num_classes}) at least once and nothing else")
@@ -135,8 +135,7 @@ def build_pool(
     Returns:
         The pool.
     """
-    if isinstance(num_per_class, bool) or not isinstance(num_per_class, int) or num_per_class < 1:
-        raise ValueError(f"num_per_class must be a positive int, got {num_per_class!r}")
+    positive_int("num_per_class", num_per_class)
     labels = None
     n = num_per_class
     if num_classes is not None:

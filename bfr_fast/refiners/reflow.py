@@ -20,6 +20,7 @@ import copy
 import torch
 from torch import nn
 
+from bfr_fast.checks import integer, probability
 from bfr_fast.losses.path_loss import velocity_mse
 from bfr_fast.paths import LinearPath
 from bfr_fast.refiners.base import Refiner
@@ -52,8 +53,7 @@ def reflow_pairs(
         ValueError: ``num_steps`` < 2 (a 1-step teacher's pairs would teach its own collapsed map), or what
             :meth:`Refiner.refine` rejects.
     """
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 2:
-        raise ValueError(f"num_steps must be an int >= 2 (the teacher's multi-step ODE), got {num_steps!r}")
+    integer("num_steps", num_steps, low=2, why="the teacher's multi-step ODE")
     targets = refiner.refine(sources, num_steps=num_steps, method=method, y=y, batch_size=batch_size)
     return torch.stack([sources, targets], dim=1)
 
@@ -76,11 +76,7 @@ class ReflowLoss:
     """
 
     def __init__(self, start_fraction: float = 0.0) -> None:
-        if isinstance(start_fraction, bool) or not isinstance(start_fraction, (int, float)) or not (
-            0.0 <= start_fraction <= 1.0
-        ):
-            raise ValueError(f"start_fraction must be a number in [0, 1], got {start_fraction!r}")
-        self.start_fraction = float(start_fraction)
+        self.start_fraction = probability("start_fraction", start_fraction)
         self.path = LinearPath()
 
     def __call__(
