@@ -17,34 +17,30 @@ the identity (96%), which is why the default range starts at 0.5.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from bfr_fast.checks import finite_float, integer, probability
+
 
 def _range(name: str, value: object, *, positive: bool) -> tuple[float, float]:
-    """Checks a ``(lo, hi)`` pair of finite numbers with ``0 (<)<= lo <= hi`` and returns it as floats."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = (value, value)
-    if (
-        not isinstance(value, (tuple, list))
-        or len(value) != 2
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
-    ):
+    """Checks a finite number or a ``(lo, hi)`` pair of them with ``0 (<)<= lo <= hi``; returns the pair as floats."""
+    if not isinstance(value, (tuple, list)):
+        single = finite_float(name, value, low=0.0, low_open=positive)
+        return single, single
+    if len(value) != 2:
         raise ValueError(f"{name} must be a finite number or a (lo, hi) pair of finite numbers, got {value!r}")
-    lo, hi = float(value[0]), float(value[1])
-    if lo > hi or lo < 0 or (positive and lo == 0):
-        bound = "0 < lo <= hi" if positive else "0 <= lo <= hi"
-        raise ValueError(f"{name} must satisfy {bound}, got ({lo}, {hi})")
-    return lo, hi
+    lo = finite_float(f"{name}'s lo", value[0], low=0.0, low_open=positive)
+    return lo, finite_float(f"{name}'s hi", value[1], low=lo)
 
 
-def _probability(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
-    return float(value)
+def _kernel_size(value: object) -> int:
+    size = integer("kernel_size", value, low=3, why="and odd")
+    if size % 2 == 0:
+        raise ValueError(f"kernel_size must be an int >= 3 (and odd), got {value!r}")
+    return size
 
 
 def gaussian_kernels(sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -80,8 +76,7 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int = 5) ->
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
         raise ValueError(f"x must be a floating (B, C, H, W) tensor, got {getattr(x, 'shape', type(x).__name__)}")
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 3 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be an odd int >= 3, got {kernel_size!r}")
+    _kernel_size(kernel_size)
     b, c, h, w = x.shape
     pad = kernel_size // 2
     if min(h, w) <= pad:
@@ -126,13 +121,11 @@ class RefinerAugmentation:
     kernel_size: int = 5
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "blur_prob", _probability("blur_prob", self.blur_prob))
-        object.__setattr__(self, "noise_prob", _probability("noise_prob", self.noise_prob))
+        object.__setattr__(self, "blur_prob", probability("blur_prob", self.blur_prob))
+        object.__setattr__(self, "noise_prob", probability("noise_prob", self.noise_prob))
         object.__setattr__(self, "blur_sigma", _range("blur_sigma", self.blur_sigma, positive=True))
         object.__setattr__(self, "noise_std", _range("noise_std", self.noise_std, positive=False))
-        k = self.kernel_size
-        if isinstance(k, bool) or not isinstance(k, int) or k < 3 or k % 2 == 0:
-            raise ValueError(f"kernel_size must be an odd int >= 3, got {k!r}")
+        _kernel_size(self.kernel_size)
 
     @property
     def is_identity(self) -> bool:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bfr_fast.checks import choice, finite_float, positive_int
+
 __all__ = ["DEFAULT_SEED", "DEFAULT_TEST_FRACTION", "UNLABELLED", "ImageDataset", "split_dataset",
            "stratified_split", "unlabelled"]
 
@@ -51,8 +53,8 @@ class ImageDataset:
     class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.num_classes is not None and (isinstance(self.num_classes, bool) or self.num_classes < 1):
-            raise ValueError(f"num_classes: expected a positive int or None, got {self.num_classes!r}")
+        if self.num_classes is not None:
+            positive_int("num_classes", self.num_classes, why="or None for unlabelled images")
         for split in ("train", "test"):
             _check_split(f"{split}_x", getattr(self, f"{split}_x"), f"{split}_y", getattr(self, f"{split}_y"),
                          self.num_classes)
@@ -105,8 +107,7 @@ class ImageDataset:
         Raises:
             ValueError: if ``split`` is not "train" or "test", or the data set is unlabelled.
         """
-        if split not in ("train", "test"):
-            raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
+        choice("split", split, ("train", "test"))
         if self.num_classes is None:
             raise ValueError(f"class_counts: data set {self.name!r} is unlabelled (num_classes is None)")
         return torch.bincount(getattr(self, f"{split}_y"), minlength=self.num_classes)
@@ -171,8 +172,7 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise ValueError(f"labels: expected a 1-D array, got shape {labels.shape}")
-    if not 0.0 <= test_fraction < 1.0:
-        raise ValueError(f"test_fraction: expected a value in [0, 1), got {test_fraction}")
+    finite_float("test_fraction", test_fraction, low=0.0, high=1.0, high_open=True)
     rng = np.random.RandomState(seed)
     train_parts, test_parts = [], []
     for label in np.unique(labels):

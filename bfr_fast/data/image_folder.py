@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bfr_fast.checks import choice, positive_int
 from bfr_fast.data.conversion import from_uint8
 from bfr_fast.data.dataset import DEFAULT_SEED, DEFAULT_TEST_FRACTION, ImageDataset, split_dataset, unlabelled
 from bfr_fast.data.user_files import missing_file_error
@@ -80,11 +81,9 @@ def load_image_folder(root: str | Path, image_size: int | None = None, *, channe
         ValueError: on a mixed layout, an empty class folder, images of different sizes without
             ``image_size``, or a bad ``image_size`` / ``channels``.
     """
-    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
-                                   or image_size < 1):
-        raise ValueError(f"image_size: expected a positive int or None, got {image_size!r}")
-    if channels not in (None, 1, 3):
-        raise ValueError(f"channels: expected 1, 3 or None, got {channels!r}")
+    if image_size is not None:
+        positive_int("image_size", image_size, why="or None")
+    choice("channels", channels, (1, 3, None))
     root = Path(root).expanduser()
     if not root.is_dir():
         raise missing_file_error(root, "Image folder", _HOW)

@@ -5,6 +5,8 @@ from typing import Any
 
 import torch
 
+from bfr_fast.checks import positive_int
+
 __all__ = ["InfiniteLoader"]
 
 
@@ -42,8 +44,7 @@ class InfiniteLoader(Iterator[tuple[torch.Tensor, torch.Tensor]]):
             raise ValueError(f"y: expected {x.shape[0]} entries like x, got {y.shape[0]}")
         if x.shape[0] == 0:
             raise ValueError("x: expected at least one sample, got none")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+        positive_int("batch_size", batch_size)
         if drop_last and batch_size > x.shape[0]:
             raise ValueError(f"batch_size: {batch_size} exceeds the {x.shape[0]} samples, so drop_last would "
                              "drop every batch; lower it or pass drop_last=False")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bfr_fast.checks import choice
 from bfr_fast.data.conversion import from_uint8
 
 __all__ = ["find_file", "images_from_array", "labels_from_array", "missing_file_error", "read_npz"]
@@ -89,8 +90,7 @@ def images_from_array(array: np.ndarray, name: str, layout: str = "auto",
         ValueError: naming ``name`` and what was expected, for any other shape, dtype or range.
     """
     array = np.asarray(array)
-    if layout not in ("auto", "nchw", "nhwc"):
-        raise ValueError(f"layout: expected 'auto', 'nchw' or 'nhwc', got {layout!r}")
+    choice("layout", layout, ("auto", "nchw", "nhwc"))
     if array.ndim == 3:
         array = array[:, None]
     elif array.ndim == 4:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from bfr_fast.checks import non_negative_int
+
 __all__ = ["random_rotation", "random_rotation_matrices"]
 
 
@@ -28,8 +30,7 @@ def random_rotation_matrices(count: int, generator: torch.Generator | None = Non
     Raises:
         ValueError: if ``count`` is negative or ``dtype`` is not floating point.
     """
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise ValueError(f"count: expected a non-negative int, got {count!r}")
+    non_negative_int("count", count)
     if not dtype.is_floating_point:
         raise ValueError(f"dtype: expected a floating-point dtype, got {dtype}")
     q = torch.randn(count, 4, generator=generator, dtype=torch.float64, device=device)

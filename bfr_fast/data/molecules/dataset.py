@@ -9,6 +9,7 @@ import mdtraj
 import numpy as np
 import torch
 
+from bfr_fast.checks import finite_float, integer
 from bfr_fast.data.molecules.trajectory import atom_masses, heavy_atom_indices, remove_center_of_mass
 
 __all__ = ["DEFAULT_SPLIT_BLOCKS", "DEFAULT_TEST_FRACTION", "MoleculeDataset", "block_split", "molecule_dataset"]
@@ -105,12 +106,9 @@ def block_split(n_frames: int, test_fraction: float = DEFAULT_TEST_FRACTION,
     Raises:
         ValueError: for a bad argument, or too few frames or blocks for a non-empty train and test set.
     """
-    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 2:
-        raise ValueError(f"blocks: expected an int >= 2, got {blocks!r}")
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction: expected a value in (0, 1), got {test_fraction}")
-    if isinstance(n_frames, bool) or not isinstance(n_frames, int) or n_frames < blocks:
-        raise ValueError(f"n_frames: expected an int >= blocks ({blocks}), got {n_frames!r}")
+    integer("blocks", blocks, low=2)
+    finite_float("test_fraction", test_fraction, low=0.0, high=1.0, low_open=True, high_open=True)
+    integer("n_frames", n_frames, low=blocks, why="at least one frame a block")
     n_test = int(round(test_fraction * blocks))
     if not 0 < n_test < blocks:
         raise ValueError(f"test_fraction: {test_fraction} of {blocks} blocks leaves an empty train or test set")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bfr_fast.checks import choice
+
 if TYPE_CHECKING:
     import mdtraj
 
@@ -59,8 +61,7 @@ def create_system(topology: Any, forcefield: tuple[str, ...] = DEFAULT_FORCEFIEL
     """
     from openmm import app
 
-    if constraints not in ("HBonds", None):
-        raise ValueError(f"constraints: expected 'HBonds' or None, got {constraints!r}")
+    choice("constraints", constraints, ("HBonds", None))
     if not forcefield:
         raise ValueError("forcefield: expected at least one force-field XML file, got none")
     field = app.ForceField(*forcefield)

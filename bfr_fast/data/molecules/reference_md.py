@@ -27,6 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from bfr_fast.checkpoint import atomic_write
+from bfr_fast.checks import integer, non_negative_float, positive_float, positive_int
 from bfr_fast.data.molecules.forcefield import DEFAULT_FORCEFIELD, create_system
 from bfr_fast.data.molecules.structures import ALANINE_DIPEPTIDE_PDB
 from bfr_fast.data.user_files import missing_file_error, read_npz
@@ -99,14 +100,10 @@ def generate_reference_md(out_path: str | Path, nanoseconds: float, frames: int,
         raise missing_file_error(pdb_path, "Starting structure (PDB)", "Pass the path of a PDB file.")
     for name, value in (("nanoseconds", nanoseconds), ("temperature", temperature),
                         ("timestep_fs", timestep_fs), ("friction_per_ps", friction_per_ps)):
-        if not value > 0:
-            raise ValueError(f"{name}: expected a positive number, got {value!r}")
-    if not equilibration_ps >= 0:
-        raise ValueError(f"equilibration_ps: expected a non-negative number, got {equilibration_ps!r}")
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-        raise ValueError(f"frames: expected a positive int, got {frames!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31 - 1:
-        raise ValueError(f"seed: expected an int in [0, 2**31 - 1), got {seed!r}")
+        positive_float(name, value)
+    non_negative_float("equilibration_ps", equilibration_ps)
+    positive_int("frames", frames)
+    integer("seed", seed, low=0, high=2**31 - 2, why="OpenMM's random seed")
     total_steps = round(nanoseconds * _FEMTOSECONDS_PER_NS / timestep_fs)
     stride = total_steps // frames
     if stride < 1:

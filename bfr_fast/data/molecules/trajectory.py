@@ -13,6 +13,7 @@ import mdtraj
 import numpy as np
 import torch
 
+from bfr_fast.checks import positive_int
 from bfr_fast.data.user_files import missing_file_error, read_npz
 
 __all__ = ["COORDINATE_KEYS", "atom_masses", "heavy_atom_indices", "load_trajectory", "remove_center_of_mass"]
@@ -47,8 +48,7 @@ def load_trajectory(topology_path: str | Path | None, trajectory_paths: str | Pa
         ValueError: for a bad ``stride``, no trajectory, a missing topology where one is needed, a bad ``.npz``,
             or files whose atom counts differ from the topology's.
     """
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"stride: expected a positive int, got {stride!r}")
+    positive_int("stride", stride)
     paths = [trajectory_paths] if isinstance(trajectory_paths, (str, Path)) else list(trajectory_paths)
     if not paths:
         raise ValueError("trajectory_paths: expected at least one trajectory file, got none")
