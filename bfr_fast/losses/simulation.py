@@ -46,7 +46,7 @@ from collections.abc import Callable
 
 import torch
 
-from bfr_fast.checks import choice
+from bfr_fast.checks import choice, integer, positive_int
 from bfr_fast.ops import lincomb
 from bfr_fast.paths import Interpolant, LinearPath
 
@@ -63,12 +63,9 @@ def check_simulation(
             unknown ``timesteps``, or a path with noise (the simulated and the true state must lie on one noise-free
             path of ``(ε, x1)``).
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    if real_steps is not None and (
-        isinstance(real_steps, bool) or not isinstance(real_steps, int) or not 1 <= real_steps <= steps
-    ):
-        raise ValueError(f"real_steps must be None or an int in [1, steps={steps}], got {real_steps!r}")
+    positive_int("steps", steps)
+    if real_steps is not None:
+        integer("real_steps", real_steps, low=1, high=steps, why="at most steps, or None")
     choice("timesteps", timesteps, TIMESTEP_STRATEGIES)
     if isinstance(interpolant, LinearPath) and interpolant.sigma > 0:
         raise ValueError("interpolant: simulated steps need a noise-free path; got LinearPath with sigma > 0")

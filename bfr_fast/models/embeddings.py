@@ -13,6 +13,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from bfr_fast.checks import integer, positive_int
+
 #: ADM feeds integer DDPM steps in [0, 1000) to its embedding; scaling t in [0, 1] by the same factor
 #: spreads the sinusoid's fastest frequencies over the same range of phases.
 DEFAULT_TIME_SCALE = 1000.0
@@ -88,8 +90,7 @@ class TimeEmbedding(nn.Module):
 
     def __init__(self, frequency_dim: int, embed_dim: int, scale: float = DEFAULT_TIME_SCALE) -> None:
         super().__init__()
-        if frequency_dim < 2:
-            raise ValueError(f"frequency_dim must be >= 2, got {frequency_dim}")
+        integer("frequency_dim", frequency_dim, low=2)
         self.frequency_dim = frequency_dim
         self.scale = scale
         self.mlp = nn.Sequential(
@@ -120,8 +121,7 @@ class LabelEmbedding(nn.Module):
 
     def __init__(self, num_classes: int, embed_dim: int) -> None:
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        positive_int("num_classes", num_classes)
         self.num_classes = num_classes
         self.embedding = nn.Embedding(num_classes + 1, embed_dim)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bfr_fast.checks import non_negative_float
+
 
 class ClassifierFreeGuidance(nn.Module):
     """Wraps a class-conditional velocity model with a null class.
@@ -25,10 +27,8 @@ class ClassifierFreeGuidance(nn.Module):
         null_class = getattr(model, "null_class", None) if null_class is None else null_class
         if null_class is None:
             raise ValueError("null_class: the model has no null class; pass null_class or use a conditional model")
-        if scale < 0:
-            raise ValueError(f"scale must be >= 0, got {scale}")
         self.model = model
-        self.scale = float(scale)
+        self.scale = non_negative_float("scale", scale)
         self.null_class = int(null_class)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bfr_fast.checks import non_negative_int, positive_int
 from bfr_fast.data import to_uint8
 
 
@@ -19,8 +20,9 @@ def image_grid(images: torch.Tensor, nrow: int = 10, padding: int = 1, scale: in
     """
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"images must be (N, 1 or 3, H, W), got shape {tuple(images.shape)}")
-    if nrow < 1 or scale < 1 or padding < 0:
-        raise ValueError(f"nrow and scale must be >= 1 and padding >= 0, got {nrow}, {scale}, {padding}")
+    positive_int("nrow", nrow)
+    positive_int("scale", scale)
+    non_negative_int("padding", padding)
     pixels = to_uint8(images.detach().cpu().float())
     if scale > 1:
         pixels = pixels.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
