@@ -11,8 +11,8 @@ import torch
 
 from bfr_fast.metrics.image import PRECISION_RECALL_K
 from bfr_fast.metrics.inception import InceptionExtractor
+from bfr_fast.train.trainer import PRECISIONS
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 PATH_OPTIONS = ("out", "data_root", "inception", "cache_dir")
 
 

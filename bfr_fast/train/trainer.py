@@ -25,7 +25,9 @@ from bfr_fast.train.distributed import DistributedContext
 log = logging.getLogger("bfr_fast")
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, dict[str, torch.Tensor]]]
-PRECISIONS = ("fp32", "bf16", "fp16")
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+"""Each training precision's autocast dtype (``None``: no autocast); ``"fp16"`` also scales the gradients."""
+PRECISIONS: tuple[str, ...] = tuple(AUTOCAST_DTYPES)
 
 
 class BatchStream(Protocol):
@@ -133,10 +135,8 @@ class Trainer:
         return self.ema.module if self.config.ema_decay > 0 else self.model
 
     def _autocast(self):
-        if self.config.precision == "fp32":
-            return nullcontext()
-        dtype = torch.bfloat16 if self.config.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        dtype = AUTOCAST_DTYPES[self.config.precision]
+        return nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed for an exact resume."""
