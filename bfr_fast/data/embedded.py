@@ -22,7 +22,7 @@ def digits(test_fraction: float = DEFAULT_TEST_FRACTION, seed: int = DEFAULT_SEE
     Returns:
         The data set, named ``"digits"``, images ``(N, 1, 8, 8)``.
     """
-    from sklearn.datasets import load_digits  # imported here: scikit-learn takes about a second to import
+    from sklearn.datasets import load_digits  # imported here: scikit-learn is slow to import
 
     bunch = load_digits()
     images = torch.from_numpy(bunch.data.reshape(-1, 1, 8, 8) / 8.0 - 1.0).to(torch.float32)

@@ -28,7 +28,7 @@ from bfr_fast.checks import choice, finite_float, positive_int
 from bfr_fast.models.embeddings import DEFAULT_TIME_SCALE, ConditionEmbedding, sinusoidal_embedding
 from bfr_fast.models.layers import zero_init
 
-#: Named configurations sized for a 2-core CPU. ``digits``: 8x8 images in 2x2 patches (16 tokens);
+#: Named configurations small enough to train on a CPU. ``digits``: 8x8 images in 2x2 patches (16 tokens);
 #: ``mnist``: 28x28 images in 4x4 patches (49 tokens). Use with :meth:`SiT.from_preset`.
 SIT_PRESETS: dict[str, dict[str, Any]] = {
     "digits": dict(image_size=8, patch_size=2, hidden_size=96, depth=4, num_heads=4),

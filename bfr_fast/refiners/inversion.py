@@ -8,9 +8,8 @@ only up to its discretisation error, so each sample's reconstruction is regenera
     e_i = \operatorname{RMS}(G(z_{1,i}) - x_i) = \lVert G(z_{1,i}) - x_i \rVert_2 / \sqrt{D},
 
 the root mean square over the sample's D values, in data units (pixels in [-1, 1]), so that it reads the same
-for any image size. Building costs two base runs per sample (invert, then reconstruct), 2 × NFE: for the 1438
-digits training images with the default digits UNet and Euler 20 steps, 40–65 s on one thread of a busy 2-core
-CPU (about 1 ms per sample and network call).
+for any image size. Building costs two base runs per sample (invert, then reconstruct): 2 × NFE network calls per
+training sample (stage timings of the runs: ``docs/results/bfr-digits-seeds/README.md``).
 """
 
 from __future__ import annotations

@@ -7,10 +7,10 @@ given, so that a conditional base's sample and its real partner always share a c
 UNet calls) per sample per step, several times the refiner's own step on a CPU. :func:`build_pool` pays it once:
 ``num_per_class`` samples per class, from which each step draws with replacement. The price is a finite set of
 sources: the refiner sees the same :math:`\hat x` many times (the augmentation, redrawn at every step, varies
-them), so a pool should be at least as large as the real training set, better a few times larger. Measured on
-digits (8x8, the default digits UNet, Euler 20 steps, one thread of a busy 2-core CPU): a pool of 1440 samples
-takes 20–25 s to build, a DFR step of batch 128 then takes about 0.3 s from the pool and 2–4 s with fresh
-generation. :class:`FreshSamples` is the exact alternative, for when the base is cheap or the budget large.
+them), so a pool should be at least as large as the real training set, better a few times larger. A step drawing
+from the pool pays only the refiner's own forward and backward (the runs' stage timings:
+``docs/results/bfr-digits-seeds/README.md``). :class:`FreshSamples` is the exact alternative, for when the base is
+cheap or the budget large.
 """
 
 from __future__ import annotations

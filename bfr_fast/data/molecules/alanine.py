@@ -12,8 +12,8 @@ from bfr_fast.data.molecules.reference_md import generate_reference_md, load_ref
 __all__ = ["DEFAULT_FRAMES", "DEFAULT_NANOSECONDS", "alanine_dipeptide", "reference_md_path"]
 
 DEFAULT_NANOSECONDS = 10.0
-"""Production length of the default reference MD: about 4 minutes of one CPU core on the Reference platform
-(8 on a busy 2-core machine). Measured with seed 0: beta/C7eq 59 %, alpha_R 41 %, alpha_L/C7ax 0.01 %, about
+"""Production length of the default reference MD (its generation time: ``docs/results/ala2/README-section.md``).
+Measured with seed 0: beta/C7eq 59 %, alpha_R 41 %, alpha_L/C7ax 0.01 %, about
 900 basin changes; the alpha_R indicator decorrelates in ~20 ps, so the run holds ~250 independent basin
 samples and the 2 ns test set's populations are good to several percentage points. Pass more nanoseconds for
 tighter populations."""
