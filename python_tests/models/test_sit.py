@@ -1,3 +1,5 @@
+"""SiT-specific tests; the velocity-model contract shared with UNet and MLP is in test_velocity_contract.py."""
+
 import math
 
 import pytest
@@ -33,16 +35,6 @@ def test_output_shape(perturb_zero_parameters, size, overrides):
     assert torch.isfinite(out).all()
 
 
-def test_out_channels():
-    model = make(out_channels=2)
-    assert model(torch.randn(2, 1, 8, 8), torch.rand(2)).shape == (2, 2, 8, 8)
-
-
-def test_untrained_output_is_zero():
-    out = make(num_classes=3)(torch.randn(2, 1, 8, 8), torch.rand(2), torch.tensor([0, 3]))
-    assert torch.all(out == 0)
-
-
 def test_unpatchify_inverts_patchify():
     # A token's values, ordered (patch row, patch column, channel), land on its own patch of pixels.
     model = make(image_size=(4, 6), in_channels=2, patch_size=2)
@@ -62,58 +54,6 @@ def test_each_output_patch_is_computed_from_its_token(perturb_zero_parameters):
     expected = torch.zeros(4, 6, dtype=torch.bool)
     expected[0:2, 2:4] = True
     assert torch.equal(touched, expected)
-
-
-def test_time_changes_the_output(perturb_zero_parameters):
-    model = perturb_zero_parameters(make())
-    x = torch.randn(1, 1, 8, 8)
-    assert not torch.allclose(model(x, 0.2), model(x, 0.8))
-
-
-class TestClassConditioning:
-    def test_labels_change_the_output(self, perturb_zero_parameters):
-        model = perturb_zero_parameters(make(num_classes=3))
-        x = torch.randn(1, 1, 8, 8).expand(4, -1, -1, -1)
-        out = model(x, torch.full((4,), 0.5), torch.tensor([0, 1, 2, 3]))
-        for a in range(4):
-            for b in range(a + 1, 4):
-                assert not torch.allclose(out[a], out[b])
-
-    def test_null_class_equals_no_labels(self, perturb_zero_parameters):
-        model = perturb_zero_parameters(make(num_classes=3))
-        assert model.null_class == 3
-        x, t = torch.randn(2, 1, 8, 8), torch.rand(2)
-        torch.testing.assert_close(model(x, t), model(x, t, torch.full((2,), model.null_class)))
-
-    def test_unconditional_has_no_null_class(self):
-        assert make().null_class is None
-
-
-def test_samples_are_independent(perturb_zero_parameters):
-    model = perturb_zero_parameters(make(num_classes=3, dropout=0.5)).eval()
-    x, t, y = torch.randn(2, 1, 8, 8), torch.tensor([0.3, 0.9]), torch.tensor([1, 2])
-    pair = model(x, t, y)
-    torch.testing.assert_close(pair[:1], model(x[:1], t[:1], y[:1]), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(pair[1:], model(x[1:], t[1:], y[1:]), atol=1e-5, rtol=1e-5)
-
-    x.requires_grad_(True)
-    model(x, t, y)[0].sum().backward()
-    assert torch.all(x.grad[1] == 0)
-    assert x.grad[0].abs().sum() > 0
-
-
-@pytest.mark.parametrize("num_classes", [None, 4])
-def test_gradients_reach_every_parameter_after_two_steps(grads_after_training_steps, num_classes):
-    # adaLN-Zero: step 1 moves only the output layer, step 2 the gates, then everything gets a gradient.
-    model = make(num_classes=num_classes, dropout=0.1)
-
-    def inputs():
-        y = None if num_classes is None else torch.randint(0, num_classes + 1, (4,))
-        return torch.randn(4, 1, 8, 8), torch.rand(4), y
-
-    grads = grads_after_training_steps(model, inputs, steps=3)
-    dead = [name for name, g in grads.items() if g is None or not g.any()]
-    assert dead == []
 
 
 def test_blocks_start_as_the_identity():
@@ -187,29 +127,6 @@ def test_preset_overrides_and_unknown_name():
         SiT.from_preset("cifar", in_channels=3)
 
 
-class TestBfloat16:
-    def test_autocast_matches_float32(self, perturb_zero_parameters):
-        model = perturb_zero_parameters(make(num_classes=3, image_size=28, patch_size=4), std=0.05)
-        x, t, y = torch.randn(2, 1, 28, 28), torch.rand(2), torch.tensor([0, 3])
-        reference = model(x, t, y)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = model(x, t, y)
-        assert out.dtype == torch.bfloat16
-        error = (out.float() - reference).norm() / reference.norm()
-        assert error < 0.05
-
-    def test_time_is_not_rounded_to_bfloat16(self, perturb_zero_parameters):
-        # In bfloat16, 0.999 rounds to 1.0; the model must still tell the two apart.
-        model = perturb_zero_parameters(make())
-        x = torch.randn(1, 1, 8, 8)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            assert not torch.equal(model(x, torch.tensor([0.999])), model(x, torch.tensor([1.0])))
-        model, x = model.to(torch.bfloat16), x.to(torch.bfloat16)
-        out = model(x, torch.tensor([0.999]))
-        assert out.dtype == torch.bfloat16
-        assert not torch.equal(out, model(x, torch.tensor([1.0])))
-
-
 class TestInputErrors:
     def test_wrong_channel_count(self):
         with pytest.raises(ValueError, match=r"x must have shape \(B, 1, 8, 8\)"):
@@ -222,34 +139,6 @@ class TestInputErrors:
     def test_wrong_rank(self):
         with pytest.raises(ValueError, match="x must have shape"):
             make()(torch.randn(2, 64), torch.rand(2))
-
-    def test_wrong_t_length(self):
-        with pytest.raises(ValueError, match=r"t must have shape \(2,\)"):
-            make()(torch.randn(2, 1, 8, 8), torch.rand(3))
-
-    def test_integer_t(self):
-        with pytest.raises(ValueError, match="t must be a floating tensor"):
-            make()(torch.randn(2, 1, 8, 8), torch.tensor([10, 500]))
-
-    def test_scalar_t_is_broadcast(self, perturb_zero_parameters):
-        model = perturb_zero_parameters(make())
-        x = torch.randn(2, 1, 8, 8)
-        expected = model(x, torch.full((2,), 0.5))
-        torch.testing.assert_close(model(x, 0.5), expected)
-        torch.testing.assert_close(model(x, torch.tensor(0.5)), expected)
-
-    def test_labels_for_an_unconditional_model(self):
-        with pytest.raises(ValueError, match="y must be None"):
-            make()(torch.randn(2, 1, 8, 8), torch.rand(2), torch.tensor([0, 1]))
-
-    @pytest.mark.parametrize("bad", [-1, 4])
-    def test_label_out_of_range(self, bad):
-        with pytest.raises(ValueError, match=r"y must hold labels in \[0, 3\]"):
-            make(num_classes=3)(torch.randn(2, 1, 8, 8), torch.rand(2), torch.tensor([0, bad]))
-
-    def test_float_labels(self):
-        with pytest.raises(ValueError, match="y must be an integer tensor"):
-            make(num_classes=3)(torch.randn(2, 1, 8, 8), torch.rand(2), torch.tensor([0.0, 1.0]))
 
 
 class TestConstructorErrors:
