@@ -1,11 +1,11 @@
 r"""DEFAR: flow matching that corrects its own exposure bias, by Anti-Drift Rectification (ADR) and Frequency
 Compensation (FC).
 
-The paper's equations are not public; this is the reconstruction of DESIGN.md §5, and every reconstructed choice
-(R) is an argument of :class:`DEFARLoss`. The default variant: ADR as a per-element mean (``adr_reduction="mean"``),
-the FC weight normalised to mean 1 (``fc_normalize=True``), no gradient through the simulated state
-(``grad_through_simulation=False``). On the linear path, with :math:`\epsilon` the source and :math:`x_1` the
-data (general interpolants below):
+The paper's equations are not public; this is the reconstruction of docs/design.md §5.6, and every reconstructed
+choice (R) is an argument of :class:`DEFARLoss`. The default variant: ADR as a per-element mean
+(``adr_reduction="mean"``), the FC weight normalised to mean 1 (``fc_normalize=True``), no gradient through the
+simulated state (``grad_through_simulation=False``). On the linear path, with :math:`\epsilon` the source and
+:math:`x_1` the data (general interpolants below):
 
 - :math:`t_s \sim U(0, 1)`, :math:`t_e \sim U(t_s, 1)`; :math:`x_{t_s}`, :math:`x_{t_e}` on the path of
   :math:`(\epsilon, x_1)`.
