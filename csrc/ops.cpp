@@ -21,9 +21,21 @@ TORCH_LIBRARY(bfr_fast, m) {
   m.def("rmsd_min(Tensor X, Tensor Y) -> (Tensor, Tensor, Tensor, Tensor)");
 }
 
-// Importing bfr_fast._C loads this library, which runs the registrations above; the module itself is empty,
-// so the extension does not link against libtorch_python or pybind11.
+namespace bfr_fast {
+const char* cpu_rmsd_isa();  // csrc/cpu/rmsd.cpp
+}
+
+// cpu_rmsd_isa(): which CPU code path the RMSD kernels run ("x86-64-v3" or "baseline"), so a test can see that
+// BFR_FAST_CPU_BASELINE=1 switched it.
+static PyObject* cpu_rmsd_isa(PyObject*, PyObject*) { return PyUnicode_FromString(bfr_fast::cpu_rmsd_isa()); }
+
+static PyMethodDef methods[] = {
+    {"cpu_rmsd_isa", cpu_rmsd_isa, METH_NOARGS, "The ISA of the CPU RMSD kernels: 'x86-64-v3' or 'baseline'."},
+    {nullptr, nullptr, 0, nullptr}};
+
+// Importing bfr_fast._C loads this library, which runs the registrations above. The module holds only the function
+// above (plain Python C API), so the extension does not link against libtorch_python or pybind11.
 extern "C" PyObject* PyInit__C(void) {
-  static PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  static PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};
   return PyModule_Create(&module_def);
 }

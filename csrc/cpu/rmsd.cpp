@@ -312,6 +312,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rmsd_min_cpu(const at
 
 }  // namespace
 
+// The code path select_row_kernel() takes, for bfr_fast._C.cpu_rmsd_isa() (csrc/ops.cpp).
+const char* cpu_rmsd_isa() {
+#if defined(__GNUC__) && defined(__x86_64__)
+  if (select_row_kernel() == &qcp_row_x86_64_v3) return "x86-64-v3";
+#endif
+  return "baseline";
+}
+
 TORCH_LIBRARY_IMPL(bfr_fast, CPU, m) {
   m.impl("pairwise_rmsd", &pairwise_rmsd_cpu);
   m.impl("rmsd_min", &rmsd_min_cpu);

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from bfr_fast.ops import lincomb
 from bfr_fast.ops.reference import lincomb_reference
 
-from .conftest import DEVICES, TOLERANCES
+from .conftest import DEVICES, TOLERANCES, compile_recording_ops
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
 
@@ -26,6 +26,7 @@ def make_inputs(shape, n_terms, dtype, device, per_sample_mask, seed=0):
     return x, ks, coeffs
 
 
+@pytest.mark.parametrize("name", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(max_examples=25, deadline=None)
 @given(
@@ -33,12 +34,11 @@ def make_inputs(shape, n_terms, dtype, device, per_sample_mask, seed=0):
     per_sample_mask=st.lists(st.booleans(), min_size=1, max_size=8),
     seed=st.integers(0, 2**16),
 )
-def test_fused_matches_eager_random(dtype, shape, per_sample_mask, seed):
-    for name in DEVICES:
-        x, ks, coeffs = make_inputs(shape, len(per_sample_mask), dtype, name, per_sample_mask, seed)
-        fused = lincomb(x, ks, coeffs, backend="fused")
-        assert fused.dtype == dtype and fused.shape == x.shape
-        torch.testing.assert_close(fused, lincomb_reference(x, ks, coeffs), **TOLERANCES[dtype])
+def test_fused_matches_eager_random(name, dtype, shape, per_sample_mask, seed):
+    x, ks, coeffs = make_inputs(shape, len(per_sample_mask), dtype, name, per_sample_mask, seed)
+    fused = lincomb(x, ks, coeffs, backend="fused")
+    assert fused.dtype == dtype and fused.shape == x.shape
+    torch.testing.assert_close(fused, lincomb_reference(x, ks, coeffs), **TOLERANCES[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -123,11 +123,13 @@ def test_torch_compile_fullgraph(compile_backend):
     h = torch.rand(4)
 
     def step(x, k1, k2, h):
-        mid = lincomb(x, [k1], [h * 0.5])
-        return lincomb(mid, [k1, k2], [h, 0.25], out=mid)
+        mid = lincomb(x, [k1], [h * 0.5], backend="fused")
+        return lincomb(mid, [k1, k2], [h, 0.25], out=mid, backend="fused")
 
-    compiled = torch.compile(step, fullgraph=True, backend=compile_backend)
-    torch.testing.assert_close(compiled(x, *ks, h), step(x, *ks, h))
+    compiled, ops = compile_recording_ops(step, compile_backend)
+    expected = lincomb_reference(lincomb_reference(x, [ks[0]], [h * 0.5]), ks, [h, 0.25])
+    torch.testing.assert_close(compiled(x, *ks, h), expected)
+    assert {"bfr_fast.lincomb", "bfr_fast.lincomb_"} <= set(ops), ops  # the fused ops were traced
 
 
 @pytest.mark.parametrize(

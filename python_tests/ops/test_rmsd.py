@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from bfr_fast.ops import RMSDMinima, pairwise_rmsd, rmsd_min
 from bfr_fast.ops.reference import pairwise_rmsd_reference, rmsd_min_reference
 
-from .conftest import DEVICES
+from .conftest import DEVICES, compile_recording_ops
 
 DTYPES = [torch.float32, torch.float64]
 
@@ -149,19 +149,19 @@ def test_symmetric(device):
     torch.testing.assert_close(forward, backward.T, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(1, 20), m=st.integers(1, 40), atoms=st.integers(1, 12), seed=st.integers(0, 2**16))
-def test_fused_matches_eager_random(dtype, n, m, atoms, seed):
+def test_fused_matches_eager_random(name, dtype, n, m, atoms, seed):
     gen = torch.Generator().manual_seed(seed)
     X = torch.randn(n, atoms, 3, generator=gen, dtype=torch.float64).to(dtype)
     Y = (2 * torch.randn(m, atoms, 3, generator=gen, dtype=torch.float64) + 1).to(dtype)
-    for name in DEVICES:
-        fused = pairwise_rmsd(X.to(name), Y.to(name), backend="fused")
-        assert fused.shape == (n, m) and fused.dtype == dtype
-        # 2 atoms are always collinear: a double root, found to ~2e-8 relative (see bfr_fast.ops.rmsd).
-        rel = 5e-8 if dtype == torch.float64 or name == "cpu" else 2e-5
-        assert_msd_close(fused, X, Y, rel)
+    fused = pairwise_rmsd(X.to(name), Y.to(name), backend="fused")
+    assert fused.shape == (n, m) and fused.dtype == dtype
+    # 2 atoms are always collinear: a double root, found to ~2e-8 relative (see bfr_fast.ops.rmsd).
+    rel = 5e-8 if dtype == torch.float64 or name == "cpu" else 2e-5
+    assert_msd_close(fused, X, Y, rel)
 
 
 def test_one_atom_gives_zero(device):
@@ -286,10 +286,14 @@ def test_not_differentiable():
 
 def test_baseline_isa_kernel_agrees():
     # The wheel also runs on CPUs without AVX2: the baseline code path, forced here in a fresh process.
+    from bfr_fast import _C
+
     X, Y = molecule_sets(22, 5, 19, seed=9)
     script = (
-        "import sys, torch; from bfr_fast.ops import pairwise_rmsd, rmsd_min; "
-        "X, Y = torch.load(sys.argv[1]); torch.save([pairwise_rmsd(X, Y), *rmsd_min(X, Y)], sys.argv[1])"
+        "import sys, torch; from bfr_fast import _C; from bfr_fast.ops import pairwise_rmsd, rmsd_min; "
+        "X, Y = torch.load(sys.argv[1]); "
+        "torch.save([_C.cpu_rmsd_isa(), pairwise_rmsd(X, Y, backend='fused'), *rmsd_min(X, Y, backend='fused')], "
+        "sys.argv[1])"
     )
     path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bfr_fast_rmsd_{os.getpid()}.pt"
     torch.save((X, Y), path)
@@ -297,12 +301,15 @@ def test_baseline_isa_kernel_agrees():
         env = {**os.environ, "BFR_FAST_CPU_BASELINE": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
         # cwd elsewhere: `python -c` puts the cwd first on sys.path, where a source checkout has no _C.
         subprocess.run([sys.executable, "-c", script, str(path)], env=env, check=True, timeout=120, cwd=path.parent)
-        baseline, *baseline_min = torch.load(path)
+        isa, baseline, *baseline_min = torch.load(path)
     finally:
         path.unlink(missing_ok=True)
-    torch.testing.assert_close(baseline, pairwise_rmsd(X, Y), rtol=1e-12, atol=1e-14)
-    for a, b in zip(baseline_min, rmsd_min(X, Y), strict=True):
+    assert isa == "baseline"  # the switch took the other code path
+    torch.testing.assert_close(baseline, pairwise_rmsd(X, Y, backend="fused"), rtol=1e-12, atol=1e-14)
+    for a, b in zip(baseline_min, rmsd_min(X, Y, backend="fused"), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    if _C.cpu_rmsd_isa() == "baseline":
+        pytest.skip("this CPU has no AVX2 + FMA: the default code path is the baseline one too; nothing compared")
 
 
 def test_opcheck(device):
@@ -314,19 +321,24 @@ def test_opcheck(device):
 def test_torch_compile_fullgraph():
     X, Y = (t.float() for t in molecule_sets(22, 4, 9))
 
-    def coverage_and_amr(X, Y, threshold):
-        minima = rmsd_min(X, Y)
-        return (minima.col_min < threshold).float().mean(), minima.col_min.mean(), pairwise_rmsd(X, Y).max()
+    def coverage_and_amr(X, Y, threshold, backend="fused"):
+        minima = rmsd_min(X, Y, backend=backend)
+        return (
+            (minima.col_min < threshold).float().mean(),
+            minima.col_min.mean(),
+            pairwise_rmsd(X, Y, backend=backend).max(),
+        )
 
-    compiled = torch.compile(coverage_and_amr, fullgraph=True, backend="aot_eager")
-    for a, b in zip(compiled(X, Y, 0.3), coverage_and_amr(X, Y, 0.3), strict=True):
+    compiled, ops = compile_recording_ops(coverage_and_amr, "aot_eager")
+    for a, b in zip(compiled(X, Y, 0.3), coverage_and_amr(X, Y, 0.3, backend="eager"), strict=True):
         torch.testing.assert_close(a, b)
+    assert {"bfr_fast.rmsd_min", "bfr_fast.pairwise_rmsd"} <= set(ops), ops
 
 
 def test_torch_compile_still_rejects_nan():
     X, Y = torch.randn(2, 4, 3), torch.randn(3, 4, 3)
     X[1, 2, 0] = float("nan")
-    compiled = torch.compile(pairwise_rmsd, fullgraph=True, backend="aot_eager")
+    compiled = torch.compile(lambda X, Y: pairwise_rmsd(X, Y, backend="fused"), fullgraph=True, backend="aot_eager")
     with pytest.raises(ValueError, match="X must be finite, but frame 1"):
         compiled(X, Y)
 

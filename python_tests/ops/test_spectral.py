@@ -16,7 +16,7 @@ from bfr_fast.ops.reference import (
     frequency_filter_reference,
 )
 
-from .conftest import DEVICES, TOLERANCES
+from .conftest import DEVICES, TOLERANCES, compile_recording_ops
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 # Per-sample sums are float32 for every low-precision input (float64 for float64).
@@ -41,6 +41,7 @@ def make(
 # --- frequency_filter ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("name", DEVICES)
 @FAST
 @given(
     shape=st.tuples(*(st.integers(1, 3),) * 2, *(st.integers(1, 9),) * 2),
@@ -50,12 +51,11 @@ def make(
     contiguous=st.booleans(),
     seed=st.integers(0, 2**31),
 )
-def test_filter_matches_reference_on_random_inputs(shape, cutoff, kind, dtype, contiguous, seed):
-    for device in DEVICES:
-        x = make(shape, dtype, seed, device, contiguous)
-        fused = frequency_filter(x, cutoff, kind, backend="fused")
-        assert fused.dtype == dtype and fused.shape == x.shape
-        torch.testing.assert_close(fused, frequency_filter_reference(x, cutoff, kind), **TOLERANCES[dtype])
+def test_filter_matches_reference_on_random_inputs(name, shape, cutoff, kind, dtype, contiguous, seed):
+    x = make(shape, dtype, seed, name, contiguous)
+    fused = frequency_filter(x, cutoff, kind, backend="fused")
+    assert fused.dtype == dtype and fused.shape == x.shape
+    torch.testing.assert_close(fused, frequency_filter_reference(x, cutoff, kind), **TOLERANCES[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -140,6 +140,7 @@ def assert_band_energy_consistent(x: torch.Tensor, cutoff: float) -> None:
     torch.testing.assert_close(energy.sum(dim=1), xf.square().sum(dim=(1, 2, 3)), **energy_tol(x))
 
 
+@pytest.mark.parametrize("name", DEVICES)
 @FAST
 @given(
     shape=st.tuples(*(st.integers(1, 3),) * 2, *(st.integers(1, 9),) * 2),
@@ -148,9 +149,8 @@ def assert_band_energy_consistent(x: torch.Tensor, cutoff: float) -> None:
     contiguous=st.booleans(),
     seed=st.integers(0, 2**31),
 )
-def test_band_energy_on_random_inputs(shape, cutoff, dtype, contiguous, seed):
-    for device in DEVICES:
-        assert_band_energy_consistent(make(shape, dtype, seed, device, contiguous), cutoff)
+def test_band_energy_on_random_inputs(name, shape, cutoff, dtype, contiguous, seed):
+    assert_band_energy_consistent(make(shape, dtype, seed, name, contiguous), cutoff)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -179,6 +179,7 @@ def test_band_energy_gradient(device):
 # --- fc_weighted_mse -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("name", DEVICES)
 @FAST
 @given(
     batch=st.integers(1, 3),
@@ -192,15 +193,14 @@ def test_band_energy_gradient(device):
     seed=st.integers(0, 2**31),
 )
 def test_fc_matches_reference_on_random_inputs(
-    batch, channels, source_channels, spatial, gamma, eps, dtype, contiguous, seed
+    name, batch, channels, source_channels, spatial, gamma, eps, dtype, contiguous, seed
 ):
     shape, source_shape = (batch, channels, *spatial), (batch, source_channels, *spatial)
-    for device in DEVICES:
-        pred, target = make(shape, dtype, seed, device, contiguous), make(shape, dtype, seed + 1, device)
-        source = make(source_shape, dtype, seed + 2, device, contiguous)
-        loss = fc_weighted_mse(pred, target, source, gamma, eps, backend="fused")
-        assert loss.shape == (batch,) and loss.dtype == torch.float32
-        torch.testing.assert_close(loss, fc_weighted_mse_reference(pred, target, source, gamma, eps), **SUM_TOL)
+    pred, target = make(shape, dtype, seed, name, contiguous), make(shape, dtype, seed + 1, name)
+    source = make(source_shape, dtype, seed + 2, name, contiguous)
+    loss = fc_weighted_mse(pred, target, source, gamma, eps, backend="fused")
+    assert loss.shape == (batch,) and loss.dtype == torch.float32
+    torch.testing.assert_close(loss, fc_weighted_mse_reference(pred, target, source, gamma, eps), **SUM_TOL)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -305,16 +305,22 @@ def test_compile_fullgraph_aot_eager():
     pred, target = make((2, 3, 8, 6), torch.float32, 33, "cpu"), make((2, 3, 8, 6), torch.float32, 34, "cpu")
     source = make((2, 1, 8, 6), torch.float32, 35, "cpu")
 
-    def step(x, pred, target, source):
-        return frequency_filter(x, 0.5, "high"), band_energy(x, 0.5), fc_weighted_mse(pred, target, source, 2.0)
+    def step(x, pred, target, source, backend="fused"):
+        return (
+            frequency_filter(x, 0.5, "high", backend=backend),
+            band_energy(x, 0.5, backend=backend),
+            fc_weighted_mse(pred, target, source, 2.0, backend=backend),
+        )
 
-    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
-    for got, want in zip(compiled(x, pred, target, source), step(x, pred, target, source), strict=True):
+    compiled, ops = compile_recording_ops(step, "aot_eager")
+    for got, want in zip(compiled(x, pred, target, source), step(x, pred, target, source, "eager"), strict=True):
         torch.testing.assert_close(got, want)
+    names = {"frequency_filter", "band_energy", "fc_weighted_mse"}
+    assert {f"bfr_fast.{name}" for name in names} <= set(ops), ops
     p = pred.clone().requires_grad_()
     compiled(x, p, target, source)[2].sum().backward()
     q = pred.clone().requires_grad_()
-    step(x, q, target, source)[2].sum().backward()
+    step(x, q, target, source, "eager")[2].sum().backward()
     torch.testing.assert_close(p.grad, q.grad)
 
 
@@ -322,11 +328,12 @@ def test_compile_fullgraph_inductor():
     pred, target = make((2, 3, 8, 6), torch.float32, 36, "cpu"), make((2, 3, 8, 6), torch.float32, 37, "cpu")
     source = make((2, 2, 8, 6), torch.float32, 38, "cpu")
 
-    def loss(pred, target, source):
-        return fc_weighted_mse(pred, target, source, 1.0).mean()
+    def loss(pred, target, source, backend="fused"):
+        return fc_weighted_mse(pred, target, source, 1.0, backend=backend).mean()
 
-    compiled = torch.compile(loss, fullgraph=True)
-    torch.testing.assert_close(compiled(pred, target, source), loss(pred, target, source))
+    compiled, ops = compile_recording_ops(loss, "inductor")
+    torch.testing.assert_close(compiled(pred, target, source), loss(pred, target, source, "eager"))
+    assert "bfr_fast.fc_weighted_mse" in ops, ops
 
 
 # --- bad input -------------------------------------------------------------------------------------------------

@@ -281,7 +281,8 @@ def _raise_host_sync(name: str):
     return method
 
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+NO_CUDA = "no CUDA device here: the CUDA case is not run (a GPU machine runs it)"
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA))]
 
 
 @pytest.mark.parametrize("device", DEVICES)
