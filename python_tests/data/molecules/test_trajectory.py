@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import mdtraj
 import numpy as np
 import pytest
@@ -13,23 +11,19 @@ from bfr_fast.data.molecules import ALANINE_DIPEPTIDE_PDB, atom_masses, heavy_at
 from bfr_fast.data.molecules import remove_center_of_mass
 
 
-HAVE_TABLES = importlib.util.find_spec("tables") is not None  # mdtraj's HDF5 format needs PyTables
-needs_tables = pytest.mark.skipif(not HAVE_TABLES, reason="mdtraj's HDF5 format needs PyTables")
-
-
 @pytest.fixture(scope="module")
 def written(short_md, tmp_path_factory):
-    """The short MD written as DCD, XTC, PDB, a coordinates .npz, and HDF5 where PyTables is installed."""
+    """The short MD written as DCD, XTC, PDB, HDF5 (PyTables, in the test extra) and a coordinates .npz."""
     folder = tmp_path_factory.mktemp("trajectories")
     trajectory = short_md.to_mdtraj()
-    for suffix in ("dcd", "xtc", "pdb") + (("h5",) if HAVE_TABLES else ()):
+    for suffix in ("dcd", "xtc", "pdb", "h5"):
         trajectory.save(str(folder / f"md.{suffix}"))
     np.savez(folder / "md.npz", coordinates=short_md.coordinates)
     return folder, short_md.coordinates
 
 
 @pytest.mark.parametrize("suffix, atol", [
-    ("dcd", 1e-6), ("xtc", 1e-3), pytest.param("h5", 1e-6, marks=needs_tables), ("npz", 0.0)])
+    ("dcd", 1e-6), ("xtc", 1e-3), ("h5", 1e-6), ("npz", 0.0)])
 def test_formats_load_the_same_frames(written, suffix, atol):
     folder, xyz = written
     trajectory = load_trajectory(ALANINE_DIPEPTIDE_PDB, folder / f"md.{suffix}")
@@ -47,7 +41,6 @@ def test_pdb_needs_no_topology(written):
         load_trajectory(None, folder / "md.dcd")
 
 
-@needs_tables
 def test_h5_needs_no_topology(written):
     folder, xyz = written
     np.testing.assert_allclose(load_trajectory(None, folder / "md.h5").xyz, xyz, atol=1e-6)
