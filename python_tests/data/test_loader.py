@@ -56,9 +56,21 @@ def test_state_dict_resumes_exactly():
     assert resumed.epoch == loader.epoch
 
 
-def test_device_placement():
-    x, y = next(_loader(device="cpu"))
-    assert x.device.type == "cpu" and y.device.type == "cpu"
+NO_CUDA = "no CUDA device here: the CUDA case is not run (a GPU machine runs it)"
+
+
+# "meta" is a device other than the CPU that every machine has: tensors there have shapes but no values.
+@pytest.mark.parametrize("device", [
+    "meta", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA))])
+def test_device_placement(device):
+    on_cpu, moved = _loader(seed=3), _loader(seed=3, device=device)
+    assert moved.x.device.type == device and moved.y.device.type == device  # moved once, at construction
+    for _ in range(5):  # across an epoch boundary: the reshuffled order lives there too
+        (x, y), (x_cpu, y_cpu) = next(moved), next(on_cpu)
+        assert x.device.type == device and y.device.type == device
+        assert x.shape == x_cpu.shape and y.shape == y_cpu.shape
+        if device != "meta":
+            assert torch.equal(x.cpu(), x_cpu) and torch.equal(y.cpu(), y_cpu)  # the same stream as on the CPU
 
 
 @pytest.mark.parametrize(("kwargs", "name"), [
