@@ -196,6 +196,58 @@ def test_spectral_curves_reweighting_and_exposure_bias_limits(digits_data):
     assert np.isfinite(blind["pfr_velocity"]).all()
 
 
+def _bands(x: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    """The low- and high-pass parts of each (H, W) plane by a radial mask on its FFT (1 = Nyquist), in numpy."""
+    fy, fx = 2 * np.fft.fftfreq(x.shape[-2]), 2 * np.fft.fftfreq(x.shape[-1])
+    keep = np.hypot(fy[:, None], fx[None, :]) <= cutoff
+    spectrum = np.fft.fft2(x)
+    return np.real(np.fft.ifft2(spectrum * keep)), np.real(np.fft.ifft2(spectrum * ~keep))
+
+
+def test_spectral_curve_points_equal_an_independent_computation(digits_data):
+    # Every point of the four curves, rebuilt from the definitions (DESIGN §5, the spectral_curves docstring) with
+    # numpy FFTs and brute-force masks, the model called directly; pooled over the batch as ratios of sums.
+    x1, y = digits_data.train_x[:5], digits_data.train_y[:5]
+    model, num_t, seed = TinyVelocity(), 4, 3
+    loss = DEFARLoss(coupling="independent", gamma=1.5)
+    curves = spectral_curves(model, x1, y, loss=loss, num_t=num_t, cutoff=0.5, fel_cutoff_low=0.3,
+                             fel_cutoff_high=0.6, seed=seed)
+    noise = torch.randn(x1.shape, generator=torch.Generator().manual_seed(seed))
+    np.testing.assert_allclose(curves["t"], [0.125, 0.375, 0.625, 0.875])
+    step = 1 / num_t
+
+    def at(time: float) -> torch.Tensor:
+        return torch.full((5,), float(time))
+
+    def pooled_pfr(field: np.ndarray) -> float:
+        low, high = _bands(field, 0.5)
+        return np.square(low).sum() / np.square(high).sum()
+
+    with torch.no_grad():
+        for i, t in enumerate(curves["t"]):
+            x_t = (1 - t) * noise + t * x1
+            u = (x1 - noise).double().numpy()
+            v = model(x_t, at(t), y)
+            t_s = max(t - step, 0.0)
+            x_s = (1 - t_s) * noise + t_s * x1
+            x_hat = x_s + (t - t_s) * model(x_s, at(t_s), y)
+            bias = (model(x_hat, at(t), y) - v).double().numpy()
+            v = v.double().numpy()
+            error = ((v - u) ** 2).sum(axis=1)
+            m_low = _brute_force_masks(u, 0.3, "low", 0.8)
+            m_high = _brute_force_masks(u, 0.6, "high", 0.75)
+            s = np.abs(bias).sum(axis=1)
+            weight = 1 + 1.5 * s / (s.mean(axis=(1, 2), keepdims=True) + loss.eps)
+            expected = {
+                "pfr_velocity": pooled_pfr(v),
+                "pfr_exposure_bias": pooled_pfr(bias),
+                "fel_plain": (error * m_low).sum() / (error * m_high).sum(),
+                "fel_reweighted": (weight * error * m_low).sum() / (weight * error * m_high).sum(),
+            }
+            for name, value in expected.items():
+                assert curves[name][i] == pytest.approx(value, rel=1e-4), (name, t)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu(digits_data):
     g = torch.Generator().manual_seed(8)
