@@ -120,7 +120,11 @@ def test_lfr_reproduces_the_data_better_than_the_base(two_class_problem, train_r
         assert (out.nfe_refiner, out.nfe_base) == (steps, 4)
         assert class_energy_distance(out.samples, p.test_y, p.test_x, p.test_y) < 0.1 * base_distance
 
-    # Transfer: decode the refined latents with another base; it runs and gives finite samples of the right shape.
-    other = FrozenGenerator(p.biased_base(shift=0.5, scale=0.4), num_steps=2)
-    moved = refiner.sample(noise, other, y=p.test_y)
-    assert moved.samples.shape == (1024, 2) and bool(moved.samples.isfinite().all()) and moved.nfe_base == 2
+    # Transfer: the same refined latents, decoded by another base: its closed-form flow map G'(R(z)).
+    other_base = p.biased_base(shift=0.5, scale=0.4)
+    moved = refiner.sample(noise, FrozenGenerator(other_base, num_steps=2), y=p.test_y)
+    refined = refiner.sample(noise, generator, y=p.test_y)  # 1 step, as the transfer
+    torch.testing.assert_close(moved.latents, refined.latents)  # the refiner's part does not depend on the base
+    torch.testing.assert_close(moved.samples, other_base.flow_map(refined.latents, p.test_y), rtol=1e-5, atol=1e-5)
+    assert (moved.nfe_refiner, moved.nfe_base) == (1, 2)
+    assert (moved.samples - refined.samples).abs().max() > 0.1  # the other base decoded them, not the first
