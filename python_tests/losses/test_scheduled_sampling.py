@@ -67,14 +67,46 @@ def test_every_call_of_a_sample_gets_its_one_dropped_label(recording_model):
     assert 0 < (labels[0] == 4).sum() < 64
 
 
-def test_equal_timesteps_and_other_interpolants(recording_model):
+def vp_coefficients(t: torch.Tensor, beta_min: float = 0.1, beta_max: float = 20.0):
+    """alpha, sigma of the SBDM-VP path and their t-derivatives by central differences, in float64:
+    alpha(t) = exp(-(1-t)^2 (beta_max - beta_min) / 4 - (1-t) beta_min / 2), sigma = sqrt(1 - alpha^2)."""
+
+    def alpha(t):
+        s = 1 - t
+        return torch.exp(-0.25 * s**2 * (beta_max - beta_min) - 0.5 * s * beta_min)
+
+    def sigma(t):
+        return torch.sqrt(1 - alpha(t) ** 2)
+
+    t, h = t.double(), 1e-6
+    return (alpha(t), sigma(t), (alpha(t + h) - alpha(t - h)) / (2 * h), (sigma(t + h) - sigma(t - h)) / (2 * h))
+
+
+def test_equal_timesteps_and_the_static_target_on_the_vp_path(recording_model):
     model = recording_model()
     vp = VPInterpolant()
+    x1 = torch.randn(5, 2, generator=torch.Generator().manual_seed(4))
     torch.manual_seed(3)
-    loss, _ = ScheduledSamplingLoss(2, "equal_fixed", coupling="independent", interpolant=vp)(model, torch.randn(5, 2))
+    loss, _ = ScheduledSamplingLoss(2, "equal_fixed", coupling="independent", interpolant=vp)(model, x1)
+    torch.manual_seed(3)
+    eps = torch.randn_like(x1)  # the loss's first draw
     t = model.calls[0].t
-    torch.testing.assert_close(model.calls[-1].t, t + 2 * (vp.t_max - t) / 3)
-    assert torch.isfinite(loss)
+    times = [t, t + (vp.t_max - t) / 3, t + 2 * (vp.t_max - t) / 3]
+    torch.testing.assert_close(model.calls[-1].t, times[2])
+    # The simulation starts on the VP path: x_t = alpha(t) x1 + sigma(t) eps, and takes two Euler steps.
+    alpha, sigma, _, _ = vp_coefficients(t)
+    x_hat = alpha[:, None] * x1.double() + sigma[:, None] * eps.double()
+    torch.testing.assert_close(model.calls[0].x.double(), x_hat, rtol=1e-5, atol=1e-6)
+    for k in range(2):
+        x_hat = x_hat + (times[k + 1] - times[k]).double()[:, None] * model.calls[k].out.detach().double()
+    torch.testing.assert_close(model.calls[-1].x.double(), x_hat, rtol=1e-5, atol=1e-5)
+    # The static target at t_e: the path's velocity alpha'(t_e) x1 + sigma'(t_e) eps, not the linear x1 - eps.
+    _, _, d_alpha, d_sigma = vp_coefficients(times[2])
+    target = d_alpha[:, None] * x1.double() + d_sigma[:, None] * eps.double()
+    expected = (model.calls[-1].out.detach().double() - target).pow(2).mean()
+    torch.testing.assert_close(loss.detach().double(), expected, rtol=1e-4, atol=1e-6)
+    linear = (model.calls[-1].out.detach().double() - (x1 - eps).double()).pow(2).mean()
+    assert abs(float(linear - expected)) > 0.1 * float(expected)  # the two targets are told apart here
 
 
 @pytest.mark.parametrize(
