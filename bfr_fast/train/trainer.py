@@ -243,8 +243,27 @@ class Trainer:
         logs["loss"] = loss.detach()
         return logs
 
+    def _step_start_state(self) -> dict[str, Any]:
+        """The batch stream's position and the RNG states as a step begins (a few kB, copied on the host)."""
+        state = {"batches": self.batches.state_dict(), "rng_cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["rng_cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def _rewind_to(self, state: dict[str, Any]) -> None:
+        """Puts the batch stream and the RNGs back where :meth:`_step_start_state` found them."""
+        self.batches.load_state_dict(state["batches"])
+        torch.set_rng_state(state["rng_cpu"])
+        if "rng_cuda" in state:
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+
     def fit(self) -> dict[str, float]:
         """Trains until ``config.steps``; on Ctrl-C saves a checkpoint first, then re-raises.
+
+        The checkpoint holds the last whole step: a step that Ctrl-C interrupts is redone on resume with the same
+        batch and random draws (the stream and RNGs are rewound to its start), so the resumed run is the straight
+        one. (Only an interrupt in the few statements between the optimizer's update and the step count would
+        have the resumed run redo an applied update.)
 
         Returns:
             The last logged values (floats).
@@ -259,11 +278,14 @@ class Trainer:
             total=self.config.steps, initial=self.step, desc=self.description, disable=not self.dist.is_main,
             dynamic_ncols=True,
         )
+        step_start = None
         try:
             while self.step < self.config.steps:
+                step_start = self._step_start_state()
                 x, y = next(self.batches)
                 logs = self._train_step(x, y)
                 self.step += 1
+                step_start = None
                 progress.update(1)
                 if self.step % self.config.log_every == 0 or self.step == self.config.steps:
                     last = {k: float(v) for k, v in logs.items()}
@@ -274,6 +296,8 @@ class Trainer:
                 if self.step % self.config.checkpoint_every == 0:
                     self.save_checkpoint()
         except KeyboardInterrupt:
+            if step_start is not None:  # inside a step: the checkpoint resumes by redoing it, batch and draws alike
+                self._rewind_to(step_start)
             path = self.save_checkpoint()
             log.warning("%s: interrupted at step %d; checkpoint saved to %s", self.description, self.step, path)
             raise

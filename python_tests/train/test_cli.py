@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import bfr_fast
@@ -20,6 +21,7 @@ from bfr_fast.checkpoint import load
 from bfr_fast.ops import fused_available
 from bfr_fast.train.cli import build_parser, main
 from bfr_fast.train.run_folder import RunFolder
+from bfr_fast.train.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +57,50 @@ def test_run_folder_is_complete(short_run):
     assert f"ops backend: backend {expected}" in (out / "log.txt").read_text()
 
 
+def _rows(out: Path) -> list[dict]:
+    return json.loads((out / "metrics.json").read_text())["rows"]
+
+
+def _assert_same_networks(state: dict, expected: dict) -> None:
+    assert state["step"] == expected["step"]
+    for name in ("model", "ema"):
+        assert state[name].keys() == expected[name].keys()
+        assert all(torch.equal(state[name][key], expected[name][key]) for key in state[name]), name
+
+
 def test_resume_continues_a_finished_run_without_training(short_run, capsys):
     out, cache = short_run
+    before, rows = load(out / "checkpoints" / "base.pt"), _rows(out)
     args = ["--recipe", "flow", "--out", str(out), "--steps", "30", "--num-samples", "100", "--cache-dir", str(cache),
             "--resume"]
     assert main(args) == 0
     log = (out / "log.txt").read_text()
     assert "resumed from" in log and "at step 30" in log
+    # Nothing trained, and the loaded weights (not fresh ones) give the run's metrics again.
+    _assert_same_networks(load(out / "checkpoints" / "base.pt"), before)
+    assert _rows(out) == rows
+
+
+def test_an_interrupted_run_resumes_to_the_straight_runs_weights_and_metrics(short_run, tmp_path, monkeypatch):
+    out, cache = short_run
+    resumed = tmp_path / "flow"
+    args = ["--recipe", "flow", "--out", str(resumed), "--steps", "30", "--num-samples", "100", "--cache-dir",
+            str(cache), "--device", "cpu"]
+    train_step, calls = Trainer._train_step, []
+
+    def interrupted_at_step_13(self, x, y):  # Ctrl-C during step 13: the checkpoint holds step 12
+        calls.append(1)
+        if len(calls) == 13:
+            raise KeyboardInterrupt
+        return train_step(self, x, y)
+
+    monkeypatch.setattr(Trainer, "_train_step", interrupted_at_step_13)
+    assert main(args) == 130
+    assert load(resumed / "checkpoints" / "base.pt")["step"] == 12 and not (resumed / "metrics.json").exists()
+    monkeypatch.setattr(Trainer, "_train_step", train_step)
+    assert main(["--out", str(resumed), "--resume", "--cache-dir", str(cache)]) == 0
+    _assert_same_networks(load(resumed / "checkpoints" / "base.pt"), load(out / "checkpoints" / "base.pt"))
+    assert [row["fd"] for row in _rows(resumed)] == [row["fd"] for row in _rows(out)]
 
 
 @pytest.fixture

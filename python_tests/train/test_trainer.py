@@ -98,21 +98,29 @@ def test_checkpoint_is_loadable_weights_only_and_no_temp_files_remain(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
 
 
-def test_keyboard_interrupt_saves_a_checkpoint(tmp_path):
-    trainer = make_trainer(tmp_path, steps=50)
+def test_keyboard_interrupt_saves_a_checkpoint_that_resumes_exactly(tmp_path):
+    trainer = make_trainer(tmp_path / "b", steps=20)
     inner = trainer.loss_fn
     calls = {"n": 0}
 
-    def interrupting(m, x, y):
+    def interrupting(m, x, y):  # Ctrl-C in step 13, after its batch was drawn and its noise partly
         calls["n"] += 1
         if calls["n"] == 13:
+            torch.randn(3)
             raise KeyboardInterrupt
         return inner(m, x, y)
 
     trainer.loss_fn = interrupting
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
-    assert load(tmp_path / "ckpt.pt")["step"] == 12
+    assert load(tmp_path / "b" / "ckpt.pt")["step"] == 12
+    resumed = make_trainer(tmp_path / "b", steps=20)
+    assert resumed.resume() and resumed.step == 12
+    resumed.fit()
+    straight = make_trainer(tmp_path / "a", steps=20)
+    straight.fit()
+    for p, q in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(p, q)  # step 13 redone with its own batch and draws
 
 
 def _failing_at(trainer: Trainer, step: int, failure) -> None:
