@@ -17,6 +17,20 @@ TABLE1 = [("base", 0), ("noise_injection", 1), ("noise_injection", 10), ("fmrefi
           ("dfr", 1), ("dfr", 10), ("dfr", 4), ("lfr", 1), ("lfr", 10), ("lfr", 4)]  # (method, NFE); 4: one RK4 step
 
 
+def _assert_refined_rows_differ_from_the_base(rows, group=()):
+    """Every refined row scores differently from the base row of its seed (and ``group`` keys, e.g. the base):
+    a recipe that dropped a refiner's output would repeat the base row's samples, hence its metrics."""
+    def key(row):
+        return tuple(row[k] for k in ("seed", *group))
+
+    bases = {key(r): r for r in rows if r["method"] == "base"}
+    assert len(bases) == len([r for r in rows if r["method"] == "base"]) > 0  # one base row per seed (and group)
+    for row in rows:
+        if row["method"] != "base":
+            base = bases[key(row)]
+            assert (row["fd"], row["kid"]) != (base["fd"], base["kid"]), row
+
+
 def _run(tmp_path_factory, cache, recipe):
     out = tmp_path_factory.mktemp("run") / recipe
     args = ["--recipe", recipe, "--out", str(out), "--steps", str(STEPS), "--num-samples", "40",
@@ -55,6 +69,7 @@ def test_transfer_scores_every_refiner_on_both_bases(transfer):
     # the weak base is another network: its own samples and the LFR latents it decodes score differently
     for method, nfe in (("base", 0), ("lfr", 1), ("dfr", 1)):
         assert by_key[("weak", method, nfe, 0)]["fd"] != by_key[("strong", method, nfe, 0)]["fd"]
+    _assert_refined_rows_differ_from_the_base(rows, group=("base",))
     assert all((out / r["grid"]).is_file() for r in rows)
     assert {r["grid"].split("/")[-1].split("-")[0] for r in rows} == {"strong", "weak"}
     assert "| weak | lfr |" in (out / "results.md").read_text()
@@ -71,6 +86,7 @@ def test_alpha_sweeps_every_alpha_and_sigma(alpha):
         got = sorted((r[sigma], r["nfe_refiner"]) for r in seed0 if r["method"] == method)
         assert got == sorted((s, n) for s in SIGMAS for n in (1, 10))
     assert not any(r["method"] == "dfr" for r in rows)
+    _assert_refined_rows_differ_from_the_base(rows)
 
 
 def test_alpha_refiners_carry_their_setting(alpha):
