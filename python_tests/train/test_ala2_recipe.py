@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from bfr_fast.data.molecules import generate_reference_md, reference_md_path
+from bfr_fast.data.molecules import generate_reference_md, load_reference_md, reference_md_path
 from bfr_fast.refiners import Refiner
 from bfr_fast.train.cli import main
 from bfr_fast.train.recipes import RECIPES
@@ -31,6 +32,19 @@ EXPECTED = [
 ]
 NETWORKS = ("base", "noise_injection", "fmrefiner", "dfr", "lfr")
 MD = dict(nanoseconds=0.01, frames=50)  # 40 training and 10 test frames
+
+
+def _assert_refined_rows_differ_from_the_base(rows):
+    """Every refined row's conformers score differently from the base row of its seed: a recipe that dropped a
+    refiner's output would repeat the base samples, hence every metric of the base row."""
+    def scores(row):
+        return row["amr_r"], row["amr_p"], row["energy_error_percent_uncut"]
+
+    for seed in {r["seed"] for r in rows}:
+        (base,) = [r for r in rows if r["seed"] == seed and r["method"] == "base"]
+        for row in rows:
+            if row["seed"] == seed and row["method"] != "base":
+                assert scores(row) != scores(base), row
 
 
 def _args(out, cache, *extra, recipe="ala2"):
@@ -66,6 +80,7 @@ def test_ddpm_base_gives_the_same_table(tmp_path, md_cache):
     assert metrics["recipe"] == "ala2-ddpm" and metrics["base"] == "ddpm"
     assert [(r["method"], r["nfe_base"], r["nfe_refiner"]) for r in metrics["rows"]] == EXPECTED
     assert all(0.0 <= r["cov_r"] <= 1.0 and r["amr_p"] > 0 for r in metrics["rows"])
+    _assert_refined_rows_differ_from_the_base(metrics["rows"])
     assert "DDPM, probability-flow ODE" in (out / "results.md").read_text()
 
 
@@ -81,7 +96,7 @@ def test_run_folder_holds_networks_figures_and_results(short_run):
 
 
 def test_rows_are_the_table_with_sane_metrics(short_run):
-    out, _ = short_run
+    out, md_cache = short_run
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["recipe"] == "ala2" and metrics["base"] == "fm" and metrics["threshold_nm"] == 0.05
     assert metrics["threshold_angstrom"] == pytest.approx(0.5)
@@ -95,7 +110,15 @@ def test_rows_are_the_table_with_sane_metrics(short_run):
         assert sum(row["basins"].values()) == pytest.approx(1.0)
     assert all(r["seed"] == 0 and r["n_generated"] == 30 for r in rows)
     floor = metrics["md_train"]  # real MD frames: physical energies, none excluded
-    assert floor["excluded_generated"] == 0 and abs(floor["energy_error_percent"]) < 50
+    assert floor["excluded_generated"] == 0 and floor["n_generated"] == 30
+    # MD frames against MD frames, from the integrator's own energies (0.05 kJ/mol from OpenMM's re-evaluation):
+    # a mean of 30 of the 50 frames, and a mean of the 10 test frames, lie between the lowest and highest such means.
+    energies = np.sort(load_reference_md(reference_md_path(md_cache, **MD)).potential_energy)
+    for key, n in (("mean_generated", 30), ("mean_reference", 10)):
+        assert energies[:n].mean() - 0.05 <= floor[key] <= energies[-n:].mean() + 0.05, key
+    assert floor["energy_error_percent"] == pytest.approx(
+        100 * (floor["mean_generated"] - floor["mean_reference"]) / abs(floor["mean_reference"]))
+    _assert_refined_rows_differ_from_the_base(rows)
     table = (out / "results.md").read_text()
     assert "COV-R (%)" in table and "AMR-P (Å)" in table and "| lfr | 2 | 10 |" in table
     assert "excluded (E > 500 kJ/mol)" in table and "0.05 nm = 0.5 Å" in table
