@@ -248,7 +248,8 @@ def test_spectral_curve_points_equal_an_independent_computation(digits_data):
                 assert curves[name][i] == pytest.approx(value, rel=1e-4), (name, t)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="no CUDA device here: the CUDA case is not run (a GPU machine runs it)")
 def test_cuda_matches_cpu(digits_data):
     g = torch.Generator().manual_seed(8)
     pred, target = torch.randn(3, 2, 16, 16, generator=g), torch.randn(3, 2, 16, 16, generator=g)
