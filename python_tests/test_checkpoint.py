@@ -86,7 +86,7 @@ def test_atomic_files_get_the_mode_of_a_plain_open(tmp_path):
 
 def test_sigterm_mid_write_under_the_cli_handler_leaves_no_temp_file(tmp_path):
     script = HANGING_WRITER.replace("atomic_write(sys.argv[1], write)", """
-from bfr_fast.train.cli import sigterm_as_interrupt, Terminated
+from bfr_fast.train.runner import sigterm_as_interrupt, Terminated
 try:
     with sigterm_as_interrupt():
         atomic_write(sys.argv[1], write)

@@ -14,7 +14,8 @@ from bfr_fast.data.molecules import generate_reference_md, load_reference_md, re
 from bfr_fast.refiners import Refiner
 from bfr_fast.train.cli import main
 from bfr_fast.train.recipes import RECIPES
-from bfr_fast.train.recipes.ala2 import Standardizer, parse_data
+from bfr_fast.data.molecules import Standardizer
+from bfr_fast.train.recipes.ala2 import parse_data
 
 SAMPLER_STEPS = 2
 EXPECTED = [

@@ -13,8 +13,8 @@ from bfr_fast.checkpoint import load
 from bfr_fast.refiners import Refiner
 from bfr_fast.train.cli import main
 from bfr_fast.train.recipes import DEFAULT_RECIPE
-from bfr_fast.train.recipes import bfr
-from bfr_fast.train.recipes.bfr import summarize
+from bfr_fast.pipelines.refinement import summarize
+from bfr_fast.train.recipes import bfr_setup
 
 SAMPLER_STEPS = 3
 TEACHER_NFE = 10
@@ -52,9 +52,10 @@ PAIRS_PER_CLASS = 6
 @pytest.fixture(scope="module", autouse=True)
 def few_pairs():
     """The digits budget with few distillation pairs (the real one's 10 000 would dominate the test's time)."""
-    budget = bfr.bfr_budget
+    budget = bfr_setup.refinement_budget
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(bfr, "bfr_budget", lambda shape: replace(budget(shape), distill_pairs=PAIRS_PER_CLASS))
+        patch.setattr(bfr_setup, "refinement_budget",
+                      lambda shape: replace(budget(shape), distill_pairs=PAIRS_PER_CLASS))
         yield
 
 

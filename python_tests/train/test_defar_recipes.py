@@ -13,12 +13,12 @@ from bfr_fast.checkpoint import load
 from bfr_fast.models import UNet
 from bfr_fast.paths import VPInterpolant
 from bfr_fast.train.cli import main
-from bfr_fast.train.recipes.defar import DEFAULT_METHODS, METHODS, DefarBudget, defar_budget
+from bfr_fast.pipelines.comparison import METHODS, DefarBudget, EvalSampler, defar_budget
+from bfr_fast.pipelines.sampling import SamplerSpec
+from bfr_fast.train.recipes.defar import DEFAULT_METHODS
 from bfr_fast.train.recipes.defar_ablation import tables
-from bfr_fast.train.recipes.loss_comparison import EvalSampler
-from bfr_fast.train.sampling import SamplerSpec
 
-# Model calls per training step (with gradient) of each method: DESIGN.md §5 and the losses' docstrings.
+# Model calls per training step (with gradient) of each method: docs/design.md §5.6–5.7 and the losses' docstrings.
 PASSES = {"fm": (1, 1), "ip": (1, 1), "sdss": (2, 1), "mdss": (2, 1), "defar_no_fc": (2, 2), "defar_no_adr": (3, 1),
           "defar": (3, 2), "fm_equal_compute": (1, 1), "finetune-fm": (1, 1), "finetune-defar": (3, 2)}
 EVERY_PART = ",".join([*METHODS, "finetune"])

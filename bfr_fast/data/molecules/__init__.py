@@ -13,6 +13,7 @@ from bfr_fast.data.molecules.dataset import block_split, molecule_dataset
 from bfr_fast.data.molecules.dihedrals import BASINS, backbone_dihedrals, basin_populations
 from bfr_fast.data.molecules.forcefield import DEFAULT_FORCEFIELD, create_system, openmm_topology
 from bfr_fast.data.molecules.reference_md import ReferenceMD, generate_reference_md, load_reference_md
+from bfr_fast.data.molecules.standardizer import Standardizer
 from bfr_fast.data.molecules.structures import ALANINE_DIPEPTIDE_PDB
 from bfr_fast.data.molecules.trajectory import COORDINATE_KEYS, atom_masses, heavy_atom_indices
 from bfr_fast.data.molecules.trajectory import load_trajectory, remove_center_of_mass
@@ -28,6 +29,7 @@ __all__ = [
     "DEFAULT_TEST_FRACTION",
     "MoleculeDataset",
     "ReferenceMD",
+    "Standardizer",
     "alanine_dipeptide",
     "atom_masses",
     "backbone_dihedrals",

@@ -36,16 +36,12 @@ Steps (each network checkpointed in the run folder; ``--resume`` loads what is f
    reference, base and every refiner) and ``samples/ramachandran.png`` (reference vs every row).
 
 ``--steps`` sets every network's steps, ``--sampler-steps`` the base sampler, ``--num-samples`` the conformers per
-row. Budget (:func:`ala2_budget`), measured with 2 threads on the 2-core CPU under the compute lock, the MD
-already cached: base 8000 steps 7:12 (other agents' short runs shared the cores for part of it), pool and
-inversion cache at Euler 20 steps about 35 s, four refiners of 3000 steps 40-60 s each, evaluation of 7 rows
-x 10 000 conformers plus the MD floor about 30 s: 11:50 wall in all (706 s inside the recipe).
+row. Budget: :func:`ala2_budget`; its measured wall times are in ``docs/results/ala2``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -58,30 +54,23 @@ from bfr_fast.data.molecules import (
     DEFAULT_FRAMES,
     DEFAULT_NANOSECONDS,
     MoleculeDataset,
+    Standardizer,
     alanine_dipeptide,
 )
 from bfr_fast.losses import EpsPredictionLoss, FlowMatchingLoss
 from bfr_fast.metrics.molecular import ANGSTROMS_PER_NM, energy_error, molecular_metrics, openmm_energies
 from bfr_fast.models import MLP
 from bfr_fast.paths import DDPMSchedule, ProbabilityFlowVelocity
-from bfr_fast.refiners import (
-    DataFlowRefiner,
-    FMRefiner,
-    FrozenGenerator,
-    InversionCache,
-    LatentFlowRefiner,
-    NoiseInjectionRefiner,
-    Refiner,
-    SamplePool,
-)
+from bfr_fast.refiners import FrozenGenerator, InversionCache, Refiner, SamplePool
+from bfr_fast.pipelines.refinement import cached_inversion, cached_pool, fit_refiners, table_candidates
+from bfr_fast.pipelines.sampling import SamplerSpec, source_noise
+from bfr_fast.pipelines.training import fit_network
 from bfr_fast.report import markdown_table
 from bfr_fast.report.molecular_plots import plot_energy_histograms, plot_ramachandran
 from bfr_fast.solvers.ode_solver import VelocityModel
 from bfr_fast.train.options import default_cache_dir
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
-from bfr_fast.train.recipes.bfr import cached_inversion, cached_pool, fit_refiner, table_candidates
-from bfr_fast.train.recipes.common import base_context, fit_network, train_config
-from bfr_fast.train.sampling import SamplerSpec, source_noise
+from bfr_fast.train.recipes.common import base_steps, batch_size, optimisation, steps
 
 log = logging.getLogger("bfr_fast")
 
@@ -126,53 +115,10 @@ class Ala2Budget:
     lr: float = 1e-3
     num_samples: int = 10_000
 
-    @property
-    def steps(self) -> int:
-        """Default steps, for :func:`~bfr_fast.train.recipes.common.train_config` (the base's)."""
-        return self.base_steps
-
 
 def ala2_budget() -> Ala2Budget:
-    """The default budget: sized so the whole recipe runs in about 20 minutes on a 2-core CPU."""
+    """The default budget: sized for a CPU job of minutes (``docs/results/ala2``)."""
     return Ala2Budget()
-
-
-@dataclass(frozen=True)
-class Standardizer:
-    """Per-coordinate standardisation of flattened conformers: ``encode(x) = (x.flatten(1) - mean) / std``.
-
-    Attributes:
-        mean: ``(D,)`` training mean of each coordinate, nm.
-        std: ``(D,)`` training standard deviation of each coordinate, nm (positive).
-        atoms: Atoms per conformer (``D = 3 * atoms``).
-    """
-
-    mean: torch.Tensor
-    std: torch.Tensor
-    atoms: int
-
-    @classmethod
-    def fit(cls, x: torch.Tensor) -> Standardizer:
-        """The standardizer of ``(N, atoms, 3)`` conformers ``x``.
-
-        Raises:
-            ValueError: ``x`` is not ``(N, atoms, 3)`` with N >= 2, or a coordinate does not vary.
-        """
-        if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[2] != 3 or x.shape[0] < 2:
-            raise ValueError(f"x: expected (N >= 2, atoms, 3) conformers, got {tuple(getattr(x, 'shape', ()))}")
-        flat = x.flatten(1).double()
-        std = flat.std(dim=0)
-        if not bool((std > 0).all()):
-            raise ValueError("x: some coordinate is constant over the frames; it cannot be standardised")
-        return cls(flat.mean(dim=0).float(), std.float(), x.shape[1])
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, atoms, 3)`` conformers in nm to ``(N, 3 * atoms)`` standardised vectors."""
-        return (x.flatten(1) - self.mean.to(x.device)) / self.std.to(x.device)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """``(N, 3 * atoms)`` standardised vectors back to ``(N, atoms, 3)`` conformers in nm."""
-        return (z * self.std.to(z.device) + self.mean.to(z.device)).reshape(-1, self.atoms, 3)
 
 
 def parse_data(name: str | None) -> tuple[float, int]:
@@ -214,38 +160,28 @@ def train_base(ctx: RunContext, budget: Ala2Budget, x: torch.Tensor, base: str) 
     if base not in BASES:
         raise ValueError(f"base must be one of {BASES}, got {base!r}")
     network = _mlp(x.shape[1], budget.hidden, budget.depth)
-    config = train_config(base_context(ctx), budget, budget.base_steps)
+    config = optimisation(ctx, base_steps(ctx, budget.base_steps), budget.lr)
+    ws, size = ctx.workspace, batch_size(ctx, budget.batch_size)
     if base == "fm":
-        return fit_network(ctx, "base", network, FlowMatchingLoss(coupling="ot"), x, None, config,
-                           budget.batch_size).model
+        return fit_network(ws, "base", network, FlowMatchingLoss(coupling="ot"), x, None, config, size).model
     schedule = DDPMSchedule()
-    eps = fit_network(ctx, "base", network, EpsPredictionLoss(schedule), x, None, config, budget.batch_size).model
+    eps = fit_network(ws, "base", network, EpsPredictionLoss(schedule), x, None, config, size).model
     return ProbabilityFlowVelocity(eps, schedule).to(ctx.device)
 
 
 def train_refiners(ctx: RunContext, budget: Ala2Budget, x: torch.Tensor, pool: SamplePool,
                    cache: InversionCache) -> dict[str, Refiner]:
-    """Noise injection, FMRefiner, DFR and LFR on standardised coordinates ``x``; keyed by method name."""
-    config = train_config(ctx, budget, budget.refiner_steps)
+    """Noise injection, FMRefiner, DFR and LFR MLPs on standardised coordinates ``x``; keyed by method name.
+
+    The DFR's sources are augmented with noise only: a blur has no meaning on a coordinate vector."""
+    config = optimisation(ctx, steps(ctx, budget.refiner_steps), budget.lr)
     dim = x.shape[1]
-
-    def network() -> MLP:
-        return _mlp(dim, budget.refiner_hidden, budget.refiner_depth)
-
-    def fit(name: str, refiner: Refiner, loss: Callable[..., Any], data: torch.Tensor, offset: int) -> Refiner:
-        return fit_refiner(ctx, name, refiner, loss, data, None, offset, config, budget.batch_size)
-
-    ni = NoiseInjectionRefiner(network(), sigma_d=0.1)
-    fm = FMRefiner(network(), sigma_f=0.1, sigma_z=0.1)
     noise_only = RefinerAugmentation(blur_prob=0.0, noise_prob=0.5, noise_std=(0.0, 0.1))
-    dfr = DataFlowRefiner(network(), augmentation=noise_only)
-    lfr = LatentFlowRefiner(network(), alpha=0.1)
-    return {
-        "noise_injection": fit("noise_injection", ni, ni.training_loss(pool), x, 1),
-        "fmrefiner": fit("fmrefiner", fm, fm.training_loss(), x, 2),
-        "dfr": fit("dfr", dfr, dfr.training_loss(pool), x, 3),
-        "lfr": fit("lfr", lfr, lfr.training_loss(), cache.latents.cpu(), 4),
-    }
+    # The four networks are built before any is trained, as this recipe always has: the same initial weights for
+    # the same --seed as its published tables.
+    networks = iter([_mlp(dim, budget.refiner_hidden, budget.refiner_depth) for _ in range(4)])
+    return fit_refiners(ctx.workspace, x, None, pool, cache, lambda: next(networks), config,
+                        batch_size(ctx, budget.batch_size), dfr_augmentation=noise_only)
 
 
 def score(data: MoleculeDataset, conformers: torch.Tensor, reference_energies: np.ndarray) -> tuple[
@@ -291,7 +227,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def evaluate(ctx: RunContext, data: MoleculeDataset, standardizer: Standardizer, generator: FrozenGenerator,
              refiners: dict[str, Refiner], num_samples: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Scores every row from one noise draw, plus the MD training frames as the floor; writes both figures."""
-    seed = ctx.options.seed
+    seed = ctx.workspace.seed
     reference_energies = openmm_energies(data.test_x, data.topology)
     energies: dict[str, np.ndarray] = {"reference (MD test)": reference_energies}
     conformers: dict[str, torch.Tensor] = {"reference (MD test)": data.test_x}
@@ -328,8 +264,8 @@ def run(ctx: RunContext, base_kind: str = "fm") -> RunResult:
     x = standardizer.encode(data.train_x)
     base = train_base(ctx, budget, x, base_kind)
     generator = SamplerSpec("euler", ctx.options.sampler_steps or budget.sampler_steps).generator(base)
-    pool = cached_pool(ctx, generator, (x.shape[1],), x.shape[0], None)
-    cache = cached_inversion(ctx, generator, x, None)
+    pool = cached_pool(ctx.workspace, generator, (x.shape[1],), x.shape[0], None)
+    cache = cached_inversion(ctx.workspace, generator, x, None)
     refiners = train_refiners(ctx, budget, x, pool, cache)
     if not ctx.dist.is_main:  # every rank trains; the main process alone evaluates and writes
         return RunResult({}, "")

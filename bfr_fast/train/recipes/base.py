@@ -3,30 +3,41 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from bfr_fast.pipelines.workspace import Workspace
 from bfr_fast.train.distributed import DistributedContext
 from bfr_fast.train.options import RunOptions
 from bfr_fast.train.run_folder import RunFolder
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunContext:
-    """Everything a recipe needs: the options, where to write, and where to compute.
-
-    Attributes:
-        networks: What each trained network ran with, by name (batch size, steps, learning rate), after the
-            recipe's defaults, the options and any clipping: ``metrics.json`` records it.
-    """
+    """Everything a recipe needs: the CLI's options, which it resolves into a pipeline's settings, and the
+    workspace (run folder, device, ranks, seed, resume) that the pipelines work in."""
 
     options: RunOptions
-    folder: RunFolder
-    device: torch.device
-    dist: DistributedContext
-    networks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    workspace: Workspace
+
+    @property
+    def folder(self) -> RunFolder:
+        return self.workspace.folder
+
+    @property
+    def device(self) -> torch.device:
+        return self.workspace.device
+
+    @property
+    def dist(self) -> DistributedContext:
+        return self.workspace.dist
+
+    @property
+    def networks(self) -> dict[str, dict[str, Any]]:
+        """What each trained network ran with (:attr:`~bfr_fast.pipelines.Workspace.networks`)."""
+        return self.workspace.networks
 
 
 @dataclass(frozen=True)

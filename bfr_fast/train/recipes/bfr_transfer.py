@@ -12,40 +12,41 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bfr_fast.report import markdown_table
-from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
-from bfr_fast.train.recipes.bfr import (
-    READS,
+from bfr_fast.pipelines.presets import image_preset
+from bfr_fast.pipelines.refinement import (
     evaluate_refiners,
     inversion_cache,
-    prepare,
     sample_pool,
     summarize,
     table_columns,
     train_refiners,
 )
-from bfr_fast.train.recipes.common import build_extractor, train_base_flow
-from bfr_fast.train.sampling import SamplerSpec
+from bfr_fast.pipelines.sampling import SamplerSpec
+from bfr_fast.pipelines.training import train_base_flow
+from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
+from bfr_fast.train.recipes.bfr_setup import READS, prepare
+from bfr_fast.train.recipes.common import batch_size, optimisation
 
 WEAK_FRACTION = 4  # the weak base trains for base_steps // WEAK_FRACTION steps
 
 
 def run(ctx: RunContext) -> RunResult:
-    strong = prepare(ctx)
-    weak_steps = max(strong.base_steps // WEAK_FRACTION, 1)
-    weak_ctx = replace(ctx, options=replace(ctx.options, steps=weak_steps, base_steps=None))
-    weak_model = train_base_flow(weak_ctx, strong.data, name="base-weak")
+    setup = prepare(ctx)
+    ws, strong, data = ctx.workspace, setup.task, setup.data
+    preset = image_preset(data.image_shape)
+    weak_steps = max(setup.base_steps // WEAK_FRACTION, 1)
+    weak_model = train_base_flow(ws, data, optimisation(ctx, weak_steps, preset.lr),
+                                 batch_size(ctx, preset.batch_size), name="base-weak")
     weak = replace(strong, generator=SamplerSpec("euler", strong.generator.num_steps).generator(weak_model))
-    pool = sample_pool(ctx, strong)
-    cache = inversion_cache(ctx, strong)
-    refiners = train_refiners(ctx, strong, pool, cache)
-    if not ctx.dist.is_main:
+    pool = sample_pool(ws, strong)
+    cache = inversion_cache(ws, strong)
+    refiners = train_refiners(ws, strong, pool, cache)
+    if setup.scorer is None:  # every rank trains; the main process alone evaluates and writes
         return RunResult({}, "")
-    data = strong.data
-    extractor = build_extractor(ctx, data)
-    reference = extractor.extract(data.test_x)
+    extractor, reference = setup.scorer
     rows = []
-    for name, setup in (("strong", strong), ("weak", weak)):
-        rows += evaluate_refiners(ctx, setup, refiners, extractor, reference, grid_prefix=f"{name}-",
+    for name, task in (("strong", strong), ("weak", weak)):
+        rows += evaluate_refiners(ws, task, refiners, extractor, reference, grid_prefix=f"{name}-",
                                   extra={"base": name})
     keys = ("base", "method", "solver", "nfe_base", "nfe_refiner", "teacher_nfe")
     title = (

@@ -4,7 +4,7 @@ test.
 Parts, chosen with ``--select`` (comma-separated; default every method and ``finetune``):
 
 - **Methods** (from scratch at equal steps): seven losses train the same class-conditional UNet (the preset of the
-  data's image size) with the same steps, batches and seed (:mod:`~bfr_fast.train.recipes.loss_comparison`):
+  data's image size) with the same steps, batches and seed (:mod:`~bfr_fast.pipelines.comparison`):
   plain flow matching ``fm``, input perturbation ``ip`` (0.1), scheduled sampling ``sdss`` (one simulated step)
   and ``mdss`` (one real step and three analytical ones, as the DEFAR paper ran it), and DEFAR without FC
   (``defar_no_fc``: ADR + plain FM), without ADR (``defar_no_adr``: FC-weighted FM) and full ``defar``
@@ -21,7 +21,7 @@ Parts, chosen with ``--select`` (comma-separated; default every method and ``fin
   full trainer state, so with the same batches; rows ``finetune-fm`` and ``finetune-defar``. The paper's claim is
   about the exposure bias of a well-trained model: this tests it where FM has converged.
 - ``paper-optim``: not a part but a switch: every training of the run uses the paper's optimiser (Adam, constant
-  lr 1e-4, clipping at 0.2; :mod:`~bfr_fast.train.recipes.loss_comparison`) instead of the preset's AdamW;
+  lr 1e-4, clipping at 0.2; :mod:`~bfr_fast.pipelines.comparison`) instead of the preset's AdamW;
   checkpoints get a ``-paper-optim`` suffix.
 
 Every network is sampled with Euler at each NFE of :data:`NFES` from one fixed set of noise and balanced labels and
@@ -46,46 +46,33 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from functools import partial
+from dataclasses import replace
 from typing import Any
 
-from bfr_fast.losses import DEFARLoss, FlowMatchingLoss, InputPerturbationLoss, PathLoss, ScheduledSamplingLoss
 from bfr_fast.metrics import evaluate_images, metric_label
 from bfr_fast.report import markdown_table, plot_training_curve, tables
-from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
-from bfr_fast.train.recipes.bfr import METRICS
-from bfr_fast.train.recipes.common import evaluate_row, label_dropout, load_data, select, train_flow
-from bfr_fast.train.recipes.loss_comparison import (
-    OPTIMISERS,
-    ComparisonBudget,
+from bfr_fast.pipelines.comparison import (
+    COUPLING,
+    METHODS,
     ComparisonSetup,
+    DefarBudget,
     EvalSampler,
     LossVariant,
+    defar_budget,
     describe,
     run_variants,
 )
-from bfr_fast.train.recipes.presets import image_preset
+from bfr_fast.pipelines.evaluation import evaluate_row
+from bfr_fast.pipelines.presets import image_preset
+from bfr_fast.pipelines.refinement import METRICS
+from bfr_fast.pipelines.training import label_dropout, train_flow
+from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
+from bfr_fast.train.recipes.common import comparison_budget, load_data, scorer, select
 
 log = logging.getLogger("bfr_fast")
 
 NFES = (5, 10, 50)
 CURVE_NFE = 10
-COUPLING = "independent"
-"""The coupling of every loss of the comparison: the paper's main tables train SiT, which pairs independently."""
-
-METHODS: dict[str, Callable[..., PathLoss]] = {
-    "fm": partial(FlowMatchingLoss, coupling=COUPLING),
-    "ip": partial(InputPerturbationLoss, perturbation=0.1, coupling=COUPLING),
-    "sdss": partial(ScheduledSamplingLoss, steps=1, coupling=COUPLING),
-    "mdss": partial(ScheduledSamplingLoss, steps=4, real_steps=1, coupling=COUPLING),
-    "defar_no_fc": partial(DEFARLoss, fc=False, coupling=COUPLING),
-    "defar_no_adr": partial(DEFARLoss, adr=False, coupling=COUPLING),
-    "defar": partial(DEFARLoss, coupling=COUPLING),
-}
-"""Method name -> ``build(label_dropout=..., null_class=...)`` of its loss (DEFARLoss defaults: DESIGN.md §5)."""
-
 DEFAULT_METHODS = ("fm", "ip", "defar")
 """What the recipe runs without ``--select`` (with ``fm_equal_compute`` and ``finetune``): the comparison the issue
 asks of the 45-minute budget; ``sdss``, ``mdss`` and the two DEFAR ablations are selectable."""
@@ -93,72 +80,6 @@ asks of the 45-minute budget; ``sdss``, ``mdss`` and the two DEFAR ablations are
 FINETUNE_METHODS = ("fm", "defar")
 STAGES = ("curve", "finetune")
 PAPER_OPTIM = "paper-optim"
-
-
-@dataclass(frozen=True)
-class DefarBudget(ComparisonBudget):
-    """The ``defar`` recipe's default budget (``--steps``, ``--seeds``, ``--num-samples`` override it).
-
-    The step counts are to be set from the measured ``curve``: ``steps`` where FM's FD at 10 NFE has stopped
-    falling, so that the methods are compared on converged networks, and ``finetune_steps`` a share of it.
-
-    Attributes:
-        steps: Training steps of every network of the methods' table, and of the ``fm`` network that the
-            fine-tuning starts from.
-        seeds: Training seeds per method.
-        num_samples: Samples per evaluated row (and per curve point).
-        curve_steps: Length of the ``curve``'s FM training.
-        curve_every: Steps between the curve's FD measurements (a multiple of it ends the curve; the last point is
-            ``curve_steps`` in any case).
-        finetune_steps: Steps of each fine-tuning continuation (``fm`` and ``defar``).
-        optimiser: One of :data:`~bfr_fast.train.recipes.loss_comparison.OPTIMISERS`; ``--select paper-optim``
-            sets ``"paper"``.
-    """
-
-    curve_steps: int = 3000
-    curve_every: int = 250
-    finetune_steps: int = 100
-    optimiser: str = "recipe"
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "seeds", "num_samples", "curve_steps", "curve_every", "finetune_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.optimiser not in OPTIMISERS:
-            raise ValueError(f"optimiser must be one of {OPTIMISERS}, got {self.optimiser!r}")
-
-    def curve_schedule(self, steps: int | None) -> list[int]:
-        """The curve's measured steps; with ``--steps`` given, that many steps at (at most) the budget's number of
-        points."""
-        total = steps or self.curve_steps
-        points = max(self.curve_steps // self.curve_every, 1)
-        every = -(-total // points) if steps else self.curve_every  # ceil: no more points than the budget's
-        milestones = list(range(every, total + 1, every))
-        return milestones if milestones and milestones[-1] == total else [*milestones, total]
-
-    def finetune_length(self, steps: int | None) -> int:
-        """The fine-tuning's steps; with ``--steps`` given, rescaled by ``steps / self.steps``."""
-        return max(round(self.finetune_steps * steps / self.steps), 1) if steps else self.finetune_steps
-
-
-def defar_budget(image_shape: tuple[int, int, int]) -> DefarBudget:
-    """The budget for images of ``(C, H, W)``.
-
-    On 8x8 digits: 1000 steps per network (batch 128), 3 training seeds, 500 samples per row; fine-tuning 150 more
-    steps. The steps come from the measured curve (``--select curve``, 3000 steps, seed 0, 10 NFE,
-    ``docs/results/defar-digits-curve``): the raw network's FD-digitsnet falls from 2.0 at 250 steps to 1.1 at 500
-    and then stays within 0.7-1.4 (the spread of a 500-sample FD), so 1000 steps is past the knee, and an EMA of
-    decay 1 - 2.5/1000 averages the plateau. Larger budgets do not fit the 45-minute default on a 2-core CPU
-    (per training step on 2 threads: fm 0.14 s, ip 0.13 s, defar 0.31 s). Larger images take the preset's steps
-    and samples (a GPU job).
-    """
-    side = max(image_shape[1:])
-    if side <= 16:
-        return DefarBudget(steps=1000, seeds=3, num_samples=500, finetune_steps=150)
-    preset = image_preset(image_shape)
-    return DefarBudget(steps=preset.steps, seeds=3, num_samples=preset.num_samples,
-                       curve_steps=2 * preset.steps, curve_every=max(preset.steps // 5, 1),
-                       finetune_steps=max(preset.steps // 4, 1))
 
 
 def variants(methods: list[str], **fields: Any) -> list[LossVariant]:
@@ -229,10 +150,10 @@ def run_curve(ctx: RunContext, setup: ComparisonSetup, budget: DefarBudget) -> d
         "train_seconds", "ema": metrics, "raw": metrics}]}`` on the main process; ``None`` elsewhere.
     """
     schedule = budget.curve_schedule(ctx.options.steps)
-    seed, data = ctx.options.seed, setup.data
-    fresh = replace(ctx, options=replace(ctx.options, resume=False))
+    seed, data = ctx.workspace.seed, setup.data
+    fresh = replace(ctx.workspace, resume=False)  # each leg continues the last one through start_from
     name = setup.stem("curve-fm", seed)
-    config = replace(setup.config(ctx, schedule[-1]), steps=schedule[-1])
+    config = setup.config(schedule[-1])
     sampler = EvalSampler(CURVE_NFE)
     points: list[dict[str, Any]] = []
     seconds = 0.0
@@ -240,16 +161,16 @@ def run_curve(ctx: RunContext, setup: ComparisonSetup, budget: DefarBudget) -> d
         start = time.perf_counter()
         model, trainer, loss = train_flow(
             fresh, data, lambda m: METHODS["fm"](label_dropout=label_dropout(data), null_class=m.null_class),
-            name, seed=seed, config=replace(config, steps=step),
+            name, replace(config, steps=step), setup.budget.batch_size, seed=seed,
             start_from=ctx.folder.checkpoint(name) if k > 0 else None,
         )
         seconds += time.perf_counter() - start
-        if not ctx.dist.is_main or setup.extractor is None or setup.reference is None:
+        if setup.scorer is None:  # every rank trains; the main process alone evaluates
             continue
         point: dict[str, Any] = {"step": trainer.step, "train_seconds": round(seconds, 1)}
         for kind, network in (("ema", model), ("raw", trainer.model.eval())):
             samples = sampler.sample(network, setup.noise, setup.labels, setup.eval_seed)
-            scores = evaluate_images(samples, setup.reference, setup.extractor,
+            scores = evaluate_images(samples, setup.scorer.reference, setup.scorer.extractor,
                                      kid_subset_size=min(1000, samples.shape[0]))
             point[kind] = {key: scores[key] for key in METRICS if key in scores}
         points.append(point)
@@ -261,7 +182,7 @@ def run_curve(ctx: RunContext, setup: ComparisonSetup, budget: DefarBudget) -> d
              "nfe": CURVE_NFE, "num_samples": setup.num_samples, "steps": [p["step"] for p in points],
              "points": points}
     ctx.folder.write_json(ctx.folder.root / "curve-fm.json", curve)
-    label = metric_label("fd", setup.extractor.name)
+    label = metric_label("fd", setup.scorer.extractor.name)
     plot_training_curve(curve["steps"], {kind: [p[kind]["fd"] for p in points] for kind in ("ema", "raw")},
                         ctx.folder.root / "curve-fm.png", f"{label} ({CURVE_NFE} NFE)",
                         f"fm on {data.name}, seed {seed}, {setup.num_samples} samples")
@@ -277,25 +198,27 @@ def run(ctx: RunContext) -> RunResult:
     data = load_data(ctx)
     budget = defar_budget(data.image_shape)
     chosen = parts(ctx)
-    setup = ComparisonSetup.create(ctx, data, budget, "paper" if PAPER_OPTIM in chosen else budget.optimiser)
+    setup = ComparisonSetup.create(ctx.workspace, data, comparison_budget(ctx, budget), scorer(ctx, data),
+                                   "paper" if PAPER_OPTIM in chosen else budget.optimiser)
+    ws = ctx.workspace
     methods = [p for p in chosen if p in METHODS]
-    rows = run_variants(ctx, setup, variants(methods), extra={"stage": "scratch"})
+    rows = run_variants(ws, setup, variants(methods), extra={"stage": "scratch"})
     equal_compute: list[dict[str, Any]] = []
     if "fm" in methods and "defar" in methods:
-        equal_compute = run_variants(ctx, setup, [equal_compute_variant(setup.steps)], extra={"stage": "scratch"})
+        equal_compute = run_variants(ws, setup, [equal_compute_variant(setup.steps)], extra={"stage": "scratch"})
     finetune: list[dict[str, Any]] = []
     if "finetune" in chosen:
-        start = run_variants(ctx, setup, variants(["fm"]), extra={"stage": "scratch"})
+        start = run_variants(ws, setup, variants(["fm"]), extra={"stage": "scratch"})
         rows += [] if "fm" in methods else start
         extra_steps = budget.finetune_length(ctx.options.steps)
-        finetune = start + run_variants(ctx, setup, finetune_variants(extra_steps),
+        finetune = start + run_variants(ws, setup, finetune_variants(extra_steps),
                                         extra={"stage": "finetune", "start_steps": setup.steps})
     curve = run_curve(ctx, setup, budget) if "curve" in chosen else None
-    extractor, reference = setup.extractor, setup.reference
-    if not ctx.dist.is_main or extractor is None or reference is None:
+    if setup.scorer is None:  # every rank trains; the main process alone evaluates and writes
         return RunResult({}, "")
+    extractor, reference = setup.scorer
     steps, seeds, n = setup.steps, setup.seeds, setup.num_samples
-    real = evaluate_row(ctx, {"method": "real", "seed": None}, data.train_x[:n], reference, extractor, "real")
+    real = evaluate_row(ws, {"method": "real", "seed": None}, data.train_x[:n], reference, extractor, "real")
 
     name = extractor.name
     keys = ("method", "forward_passes", "train_steps", "nfe")
@@ -309,7 +232,7 @@ def run(ctx: RunContext) -> RunResult:
                 ("fd_minus_baseline", f"{metric_label('fd', name)} − {baseline}'s (same seed)"),
                 ("better_seeds", f"seeds better than {baseline}")]
 
-    batch = ctx.options.batch_size or image_preset(data.image_shape).batch_size
+    batch = setup.budget.batch_size or image_preset(data.image_shape).batch_size
     optimiser = "the paper's optimiser (Adam, lr 1e-4, clip 0.2)" if setup.optimiser == "paper" else \
         "the preset's optimiser"
     sections = [

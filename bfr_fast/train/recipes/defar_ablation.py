@@ -37,18 +37,18 @@ from bfr_fast.losses import DEFARLoss, FlowMatchingLoss
 from bfr_fast.metrics import metric_label
 from bfr_fast.paths import GVPInterpolant, Interpolant, LinearPath, VPInterpolant
 from bfr_fast.report import markdown_table
+from bfr_fast.pipelines.refinement import METRICS
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
-from bfr_fast.train.recipes.bfr import METRICS
-from bfr_fast.train.recipes.common import load_data, select
-from bfr_fast.train.recipes.defar import COUPLING
-from bfr_fast.train.recipes.loss_comparison import (
+from bfr_fast.train.recipes.common import comparison_budget, load_data, scorer, select
+from bfr_fast.pipelines.comparison import (
+    COUPLING,
     ComparisonBudget,
     ComparisonSetup,
     EvalSampler,
     LossVariant,
     run_variants,
 )
-from bfr_fast.train.recipes.presets import image_preset
+from bfr_fast.pipelines.presets import image_preset
 
 TABLE_NFE = 10  # Euler NFE of the tables that do not vary the sampler
 NFE_SWEEP = (5, 10, 20, 50)
@@ -118,14 +118,15 @@ def run(ctx: RunContext) -> RunResult:
     data = load_data(ctx)
     available = tables()
     chosen = select(ctx, list(available), {name.split("-")[0]: name for name in available})
-    setup = ComparisonSetup.create(ctx, data, ablation_budget(data.image_shape))
+    setup = ComparisonSetup.create(ctx.workspace, data, comparison_budget(ctx, ablation_budget(data.image_shape)),
+                                   scorer(ctx, data))
     rows: list[dict[str, Any]] = []
     for table in chosen:
-        rows.extend(run_variants(ctx, setup, available[table], extra={"table": table}))
-    if not ctx.dist.is_main or setup.extractor is None:
+        rows.extend(run_variants(ctx.workspace, setup, available[table], extra={"table": table}))
+    if setup.scorer is None:  # every rank trains; the main process alone evaluates and writes
         return RunResult({}, "")
 
-    name = setup.extractor.name
+    name = setup.scorer.extractor.name
     steps, seeds, n = setup.steps, list(setup.seeds), setup.num_samples
     columns = [("method", "variant"), ("seed", "train seed"), ("sampler", "sampler"), ("nfe", "NFE"),
                ("forward_passes", "passes/step")] + [(k, metric_label(k, name)) for k in METRICS]

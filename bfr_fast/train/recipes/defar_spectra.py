@@ -21,9 +21,11 @@ from bfr_fast.losses import DEFARLoss
 from bfr_fast.metrics.spectral import CURVE_NAMES, spectral_curves
 from bfr_fast.report import markdown_table
 from bfr_fast.report.spectral_plots import plot_spectral_curves, write_spectral_curves
+from bfr_fast.pipelines.comparison import METHODS, defar_budget
+from bfr_fast.pipelines.presets import image_preset
+from bfr_fast.pipelines.training import label_dropout, train_flow
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
-from bfr_fast.train.recipes.common import label_dropout, load_data, train_flow
-from bfr_fast.train.recipes.defar import METHODS, defar_budget
+from bfr_fast.train.recipes.common import batch_size, load_data, optimisation, steps
 
 MODELS = ("fm", "defar")
 NUM_T = 50  # the paper's 50 uniform timesteps
@@ -46,8 +48,10 @@ def _finite_or_none(value: float) -> float | None:
 
 def run(ctx: RunContext) -> RunResult:
     data = load_data(ctx)
-    steps = ctx.options.steps or defar_budget(data.image_shape).steps
-    seed = ctx.options.seed
+    preset = image_preset(data.image_shape)
+    train_steps = steps(ctx, defar_budget(data.image_shape).steps)
+    config, size = optimisation(ctx, train_steps, preset.lr), batch_size(ctx, preset.batch_size)
+    seed = ctx.workspace.seed
     n = min(ctx.options.num_samples or SPECTRA_SAMPLES, data.test_x.shape[0])
     x1 = data.test_x[:n].to(ctx.device)
     y = data.test_y[:n].to(ctx.device) if data.is_labelled else None
@@ -56,9 +60,9 @@ def run(ctx: RunContext) -> RunResult:
     figures = []
     for model_name in MODELS:
         trained = train_flow(
-            ctx, data,
+            ctx.workspace, data,
             lambda m, name=model_name: METHODS[name](label_dropout=label_dropout(data), null_class=m.null_class),
-            f"{model_name}-seed{seed}", steps, seed,
+            f"{model_name}-seed{seed}", config, size, seed,
         )
         if not ctx.dist.is_main:
             continue
@@ -77,12 +81,13 @@ def run(ctx: RunContext) -> RunResult:
                ("fel_reweighted", "FEL reweighted")]
     title = (
         f"Spectral diagnostics on `{data.name}`: {n} held-out test images, {NUM_T} uniform times, networks of "
-        f"{steps} training steps (seed {seed}); PFR/FEL cutoff 0.5, FC weight from the exposure bias, γ = 1"
+        f"{train_steps} training steps (seed {seed}); PFR/FEL cutoff 0.5, FC weight from the exposure bias, γ = 1"
     )
     body = markdown_table(shown, columns) + "\n" + "\n".join(f"![{f}]({f})" for f in figures) + "\n"
-    metrics = {"recipe": "defar-spectra", "dataset": data.name, "train_steps": steps, "seed": seed,
+    metrics = {"recipe": "defar-spectra", "dataset": data.name, "train_steps": train_steps, "seed": seed,
                "num_samples": n, "num_t": NUM_T, "figures": figures, "rows": rows}
     return RunResult(metrics, f"## {title}\n\n{body}")
 
 
-RECIPE = Recipe("defar-spectra", "DEFAR Fig. 3/5: PFR and FEL against t for an FM and a DEFAR network", run)
+RECIPE = Recipe("defar-spectra", "DEFAR Fig. 3/5: PFR and FEL against t for an FM and a DEFAR network", run,
+                reads=frozenset({"data_root"}))

@@ -10,27 +10,29 @@ from __future__ import annotations
 from bfr_fast.metrics import metric_label
 from bfr_fast.report import markdown_table
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
-from bfr_fast.train.recipes.common import build_extractor, evaluate_row, load_data, train_base_flow
-from bfr_fast.train.recipes.presets import image_preset
-from bfr_fast.train.sampling import SamplerSpec, balanced_labels, source_noise
+from bfr_fast.pipelines.evaluation import evaluate_row
+from bfr_fast.pipelines.presets import image_preset
+from bfr_fast.pipelines.sampling import SamplerSpec, balanced_labels, source_noise
+from bfr_fast.pipelines.training import train_base_flow
+from bfr_fast.train.recipes.common import batch_size, load_data, optimisation, scorer, steps
 
 SAMPLERS = (SamplerSpec("euler", 4), SamplerSpec("euler", 10), SamplerSpec("euler", 50), SamplerSpec("heun", 5))
 
 
 def run(ctx: RunContext) -> RunResult:
     data = load_data(ctx)
-    # Built before training, so that a data set it cannot score (unlabelled, without --inception) fails before
-    # step 1; the main process alone evaluates.
-    extractor = build_extractor(ctx, data) if ctx.dist.is_main else None
-    model = train_base_flow(ctx, data)
-    if extractor is None:  # every rank trains; the main process alone evaluates and writes
+    score = scorer(ctx, data)
+    preset = image_preset(data.image_shape)
+    model = train_base_flow(ctx.workspace, data, optimisation(ctx, steps(ctx, preset.steps), preset.lr),
+                            batch_size(ctx, preset.batch_size))
+    if score is None:  # every rank trains; the main process alone evaluates and writes
         return RunResult({}, "")
-    reference = extractor.extract(data.test_x)
-    n = ctx.options.num_samples or image_preset(data.image_shape).num_samples
+    extractor, reference = score
+    n = ctx.options.num_samples or preset.num_samples
 
     rows = [
         evaluate_row(
-            ctx,
+            ctx.workspace,
             {"method": "real", "sampler": "training images", "nfe": 0, "seed": ctx.options.seed},
             data.train_x[:n],
             reference,
@@ -43,7 +45,7 @@ def run(ctx: RunContext) -> RunResult:
     for spec in SAMPLERS:
         samples, nfe = spec.generator(model).sample(noise, labels)
         row = {"method": "fm", "sampler": spec.label, "nfe": nfe, "seed": ctx.options.seed}
-        rows.append(evaluate_row(ctx, row, samples, reference, extractor, f"fm-{spec.method}-{spec.steps}"))
+        rows.append(evaluate_row(ctx.workspace, row, samples, reference, extractor, f"fm-{spec.method}-{spec.steps}"))
 
     name = extractor.name
     columns = [("method", "method"), ("sampler", "sampler"), ("nfe", "NFE")] + [

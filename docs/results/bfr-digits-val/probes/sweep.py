@@ -12,6 +12,9 @@ the classifier trained on the carved training part). Appends one JSON line per v
 - ``pairs``: students on 300 pairs per class instead of 1000 (at START_FRACTION, STEPS steps, default 600).
 - ``augmentation``: DFR teachers with the authors' light augmentation (additive noise std 0.01 on 30% of the
   sources, no blur: their ``train_cifar10_DFR.py``) and with none, each distilled with start fraction 1.
+
+Recorded with the code of commit 305d4dd, before the recipes' internals moved to ``bfr_fast.pipelines``; to
+rerun it as it ran: ``git worktree add /tmp/at-305d4dd 305d4dd`` and run it there.
 """
 import json
 import shutil

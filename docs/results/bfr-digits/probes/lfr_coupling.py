@@ -5,6 +5,9 @@ Retrains only the LFR of a finished ``bfr`` run (its base and inversion cache ar
 evaluation noise (1000 samples, FD-digitsnet). Appends one JSON line to ``OUT``.
 
     python lfr_coupling.py RUN_FOLDER BATCH STEPS {ot,independent} OUT.jsonl
+
+Recorded with the code of commit 305d4dd, before the recipes' internals moved to ``bfr_fast.pipelines``; to
+rerun it as it ran: ``git worktree add /tmp/at-305d4dd 305d4dd`` and run it there.
 """
 import dataclasses
 import json

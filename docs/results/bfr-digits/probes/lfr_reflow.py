@@ -7,6 +7,9 @@ fine-tunes a copy of the teacher by flow matching on those fixed pairs for ``STE
 noise; appends one JSON line to ``OUT``.
 
     python lfr_reflow.py RUN_FOLDER STEPS PER_CLASS OUT.jsonl
+
+Recorded with the code of commit 305d4dd, before the recipes' internals moved to ``bfr_fast.pipelines``; to
+rerun it as it ran: ``git worktree add /tmp/at-305d4dd 305d4dd`` and run it there.
 """
 import copy
 import json

@@ -5,6 +5,9 @@ coupling, corrected loss, 1000 steps, the preset's optimiser) on ``digits-val`` 
 stratified validation carve), one training seed, and scores each at 5/10/50 NFE against the validation images.
 
     PYTHONPATH=. python docs/results/defar-digits-v2/probes/lambda_val.py OUT_FOLDER [STEPS]
+
+Recorded with the code of commit 305d4dd, before the recipes' internals moved to ``bfr_fast.pipelines``; to
+rerun it as it ran: ``git worktree add /tmp/at-305d4dd 305d4dd`` and run it there.
 """
 import json
 import sys

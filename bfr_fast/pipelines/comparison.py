@@ -4,14 +4,15 @@ steps and batches, then is sampled from the same noise and labels and scored (th
 A variant is a named loss (:class:`LossVariant`) with the samplers it is evaluated with (:class:`EvalSampler`: Euler
 on the probability-flow ODE, or Euler–Maruyama on the SDE with the same marginals, along the variant's
 interpolant). For each training seed, every variant restarts the global torch RNG at that seed
-(:func:`~bfr_fast.train.recipes.common.train_flow`), so differences between variants of one seed come from the loss
+(:func:`~bfr_fast.pipelines.training.train_flow`), so differences between variants of one seed come from the loss
 alone; the spread over seeds is the training variance. The evaluation noise is one fixed set for every row. A
 variant may instead continue another's trained network for more steps (fine-tuning): every continuation of one
 network starts from its full trainer state and sees the same batches.
 
 Optimisers (:data:`OPTIMISERS`): ``"recipe"``, the preset's (AdamW at the preset's learning rate, 1e-3 on digits,
 linear warm-up, gradient clipping at 1); ``"paper"``, DEFAR's (its Tab. 11): Adam (AdamW without weight decay) at a
-constant 1e-4 without warm-up, gradient clipping at 0.2. ``--lr`` overrides either's learning rate.
+constant 1e-4 without warm-up, gradient clipping at 0.2. :attr:`ComparisonBudget.lr` overrides either's learning
+rate.
 """
 
 from __future__ import annotations
@@ -20,34 +21,27 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 
 from bfr_fast.data import ImageDataset
-from bfr_fast.losses import PathLoss
-from bfr_fast.metrics import FeatureExtractor, ImageFeatures
+from bfr_fast.losses import DEFARLoss, FlowMatchingLoss, InputPerturbationLoss, PathLoss, ScheduledSamplingLoss
 from bfr_fast.paths import Interpolant, LinearPath, sde_drift_and_diffusion
 from bfr_fast.solvers import ODESolver, SDESolver
-from bfr_fast.train.recipes.base import RunContext
-from bfr_fast.train.recipes.common import (
-    TrainedFlow,
-    build_extractor,
-    ema_decay,
-    evaluate_row,
-    label_dropout,
-    train_config,
-    train_flow,
-)
-from bfr_fast.train.recipes.presets import image_preset
-from bfr_fast.train.sampling import balanced_labels, source_noise
+from bfr_fast.pipelines.evaluation import Scorer, evaluate_row
+from bfr_fast.pipelines.presets import image_preset
+from bfr_fast.pipelines.sampling import balanced_labels, source_noise
+from bfr_fast.pipelines.training import TrainedFlow, ema_decay, label_dropout, train_config, train_flow
+from bfr_fast.pipelines.workspace import Workspace
 from bfr_fast.train.trainer import TrainConfig
 
 log = logging.getLogger("bfr_fast")
 
 EVAL_SEED_OFFSET = 1000
-"""The evaluation noise is drawn with ``--seed`` + this, so it never equals a training seed's first draws."""
+"""The evaluation noise is drawn with the run's seed + this, so it never equals a training seed's first draws."""
 
 OPTIMISERS: tuple[str, ...] = ("recipe", "paper")
 PAPER_LR = 1e-4
@@ -136,17 +130,23 @@ class LossVariant:
 
 @dataclass(frozen=True)
 class ComparisonBudget:
-    """A comparison's default budget (``--steps``, ``--seeds`` and ``--num-samples`` override it).
+    """A comparison's budget.
 
     Attributes:
         steps: Training steps of every network.
-        seeds: Training seeds per variant (``--seed``, ``--seed`` + 1, ...).
+        seeds: Training seeds per variant (the run's seed, + 1, ...).
         num_samples: Samples per evaluated row.
+        lr: Peak learning rate of every network (None: the optimiser's, :data:`OPTIMISERS`).
+        batch_size: Minibatch size (None: the preset's).
+        precision: Autocast precision of the training.
     """
 
     steps: int
     seeds: int
     num_samples: int
+    lr: float | None = None
+    batch_size: int | None = None
+    precision: str = "fp32"
 
 
 @dataclass
@@ -156,10 +156,9 @@ class ComparisonSetup:
     and seed."""
 
     data: ImageDataset
-    steps: int
+    budget: ComparisonBudget
     seeds: tuple[int, ...]
-    extractor: FeatureExtractor | None
-    reference: ImageFeatures | None
+    scorer: Scorer | None
     noise: torch.Tensor
     labels: torch.Tensor | None
     eval_seed: int
@@ -169,24 +168,32 @@ class ComparisonSetup:
 
     @classmethod
     def create(
-        cls, ctx: RunContext, data: ImageDataset, budget: ComparisonBudget, optimiser: str = "recipe"
+        cls, ws: Workspace, data: ImageDataset, budget: ComparisonBudget, scorer: Scorer | None,
+        optimiser: str = "recipe",
     ) -> ComparisonSetup:
-        """The budget with the CLI's overrides; the extractor and reference features on the main process only.
+        """The evaluation noise and labels of ``budget.num_samples`` rows, drawn from the run's seed.
+
+        Args:
+            ws: The run.
+            data: Training and held-out images.
+            budget: Steps, seeds, samples and optimisation overrides.
+            scorer: The metrics' feature space and reference (None on ranks other than the main one).
+            optimiser: One of :data:`OPTIMISERS`.
 
         Raises:
             ValueError: An ``optimiser`` not in :data:`OPTIMISERS`.
         """
         if optimiser not in OPTIMISERS:
             raise ValueError(f"optimiser must be one of {OPTIMISERS}, got {optimiser!r}")
-        extractor = build_extractor(ctx, data) if ctx.dist.is_main else None
-        reference = extractor.extract(data.test_x) if extractor is not None else None
-        n = ctx.options.num_samples or budget.num_samples
-        eval_seed = ctx.options.seed + EVAL_SEED_OFFSET
-        noise = source_noise(n, data.image_shape, eval_seed, ctx.device)
-        labels = balanced_labels(n, data.num_classes, ctx.device)
-        seeds = tuple(ctx.options.seed + k for k in range(ctx.options.seeds or budget.seeds))
-        return cls(data, ctx.options.steps or budget.steps, seeds, extractor, reference, noise, labels, eval_seed,
-                   optimiser)
+        eval_seed = ws.seed + EVAL_SEED_OFFSET
+        noise = source_noise(budget.num_samples, data.image_shape, eval_seed, ws.device)
+        labels = balanced_labels(budget.num_samples, data.num_classes, ws.device)
+        seeds = tuple(ws.seed + k for k in range(budget.seeds))
+        return cls(data, budget, seeds, scorer, noise, labels, eval_seed, optimiser)
+
+    @property
+    def steps(self) -> int:
+        return self.budget.steps
 
     @property
     def num_samples(self) -> int:
@@ -194,35 +201,35 @@ class ComparisonSetup:
 
     def stem(self, name: str, seed: int) -> str:
         """Checkpoint name of a network: ``<name>-seed<k>``, plus ``-paper-optim`` under the paper's optimiser, so
-        that ``--resume`` never takes a network trained with the other one."""
+        that a resumed run never takes a network trained with the other one."""
         return f"{name}-seed{seed}" + ("-paper-optim" if self.optimiser == "paper" else "")
 
-    def config(self, ctx: RunContext, steps: int) -> TrainConfig:
-        """The optimisation settings of a training of ``steps`` (``--steps`` overrides) under the optimiser."""
-        config = train_config(ctx, image_preset(self.data.image_shape), steps)
+    def config(self, steps: int) -> TrainConfig:
+        """The optimisation settings of a training of ``steps`` under the optimiser."""
+        lr = self.budget.lr or (PAPER_LR if self.optimiser == "paper" else image_preset(self.data.image_shape).lr)
+        config = train_config(steps, lr, self.budget.precision)
         if self.optimiser == "paper":
-            config = replace(config, lr=ctx.options.lr or PAPER_LR, warmup_steps=0, weight_decay=0.0,
-                             grad_clip=PAPER_GRAD_CLIP)
+            config = replace(config, warmup_steps=0, weight_decay=0.0, grad_clip=PAPER_GRAD_CLIP)
         return config
 
-    def continuation(self, ctx: RunContext, extra_steps: int) -> TrainConfig:
+    def continuation(self, extra_steps: int) -> TrainConfig:
         """The settings of ``extra_steps`` more steps after a network of :attr:`steps`: an EMA sized for the
-        continuation (:func:`~bfr_fast.train.recipes.common.ema_decay`), so that it forgets the start's average as a
+        continuation (:func:`~bfr_fast.pipelines.training.ema_decay`), so that it forgets the start's average as a
         fresh run of that length would; the optimiser's state, and so its learning rate, come from the start."""
-        return replace(self.config(ctx, self.steps), steps=self.steps + extra_steps, ema_decay=ema_decay(extra_steps),
+        return replace(self.config(self.steps), steps=self.steps + extra_steps, ema_decay=ema_decay(extra_steps),
                        checkpoint_every=max(extra_steps // 5, 1), log_every=max(extra_steps // 50, 1))
 
 
 def run_variants(
-    ctx: RunContext, setup: ComparisonSetup, variants: Sequence[LossVariant], extra: dict[str, Any] | None = None
+    ws: Workspace, setup: ComparisonSetup, variants: Sequence[LossVariant], extra: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
     """Trains every variant for every seed (checkpoint ``<name>-seed<k>``) and scores each of its samplers.
 
     Rows: ``method``, ``variant`` (the loss's settings, :func:`describe`), ``optimiser``, ``train_steps``, ``seed``
     (the training seed), ``sampler`` (``ode``/``sde``), ``nfe``, ``forward_passes`` and
     ``forward_passes_with_grad`` (per training step), ``train_seconds`` (in this process: about 0 for a network
-    loaded on ``--resume``; a continuation's own steps only), the variant's ``settings``, ``extra``, and the metrics
-    of :func:`~bfr_fast.train.recipes.common.evaluate_row`. Only the main process scores (others return ``[]``).
+    loaded on resume; a continuation's own steps only), the variant's ``settings``, ``extra``, and the metrics
+    of :func:`~bfr_fast.pipelines.evaluation.evaluate_row`. Only the main process scores (others return ``[]``).
 
     A variant with ``start_from`` continues that variant's checkpoint of the same seed, which must exist (train it
     first, e.g. earlier in ``variants``).
@@ -237,21 +244,21 @@ def run_variants(
     for variant in variants:
         for seed in setup.seeds:
             if (variant.name, seed) not in setup.trained:
-                start_from, config = None, setup.config(ctx, setup.steps)
+                start_from, config = None, setup.config(setup.steps)
                 if variant.start_from is not None:
-                    start_from = ctx.folder.checkpoint(setup.stem(variant.start_from, seed))
+                    start_from = ws.folder.checkpoint(setup.stem(variant.start_from, seed))
                     if not start_from.is_file():
                         raise ValueError(f"{variant.name}: no checkpoint {start_from} of {variant.start_from!r} to "
                                          "continue; train it first")
-                    config = setup.continuation(ctx, variant.extra_steps)
+                    config = setup.continuation(variant.extra_steps)
                 start = time.perf_counter()
                 trained = train_flow(
-                    ctx, setup.data,
+                    ws, setup.data,
                     lambda m, v=variant: v.build(label_dropout=label_dropout(setup.data), null_class=m.null_class),
-                    setup.stem(variant.name, seed), seed=seed, config=config, start_from=start_from,
+                    setup.stem(variant.name, seed), config, setup.budget.batch_size, seed=seed, start_from=start_from,
                 )
                 setup.trained[(variant.name, seed)] = (trained, time.perf_counter() - start)
-            if not ctx.dist.is_main or setup.extractor is None or setup.reference is None:
+            if not ws.is_main or setup.scorer is None:
                 continue
             (ema, trainer, loss), seconds = setup.trained[(variant.name, seed)]
             passes = loss.forward_passes
@@ -266,7 +273,88 @@ def run_variants(
                         "forward_passes_with_grad": passes.with_grad, "train_seconds": round(seconds, 1),
                         **variant.settings,
                     }
-                    setup.scored[key] = evaluate_row(ctx, row, samples, setup.reference, setup.extractor,
+                    setup.scored[key] = evaluate_row(ws, row, samples, setup.scorer.reference, setup.scorer.extractor,
                                                      f"{setup.stem(variant.name, seed)}-{sampler.tag}")
                 rows.append({**setup.scored[key], **(extra or {})})
     return rows
+
+
+COUPLING = "independent"
+"""The coupling of every loss of the comparison: the paper's main tables train SiT, which pairs independently."""
+
+METHODS: dict[str, Callable[..., PathLoss]] = {
+    "fm": partial(FlowMatchingLoss, coupling=COUPLING),
+    "ip": partial(InputPerturbationLoss, perturbation=0.1, coupling=COUPLING),
+    "sdss": partial(ScheduledSamplingLoss, steps=1, coupling=COUPLING),
+    "mdss": partial(ScheduledSamplingLoss, steps=4, real_steps=1, coupling=COUPLING),
+    "defar_no_fc": partial(DEFARLoss, fc=False, coupling=COUPLING),
+    "defar_no_adr": partial(DEFARLoss, adr=False, coupling=COUPLING),
+    "defar": partial(DEFARLoss, coupling=COUPLING),
+}
+"""Method name -> ``build(label_dropout=..., null_class=...)`` of its loss (DEFARLoss defaults: docs/design.md §5.6)."""
+
+
+@dataclass(frozen=True)
+class DefarBudget(ComparisonBudget):
+    """The ``defar`` recipe's default budget (``--steps``, ``--seeds``, ``--num-samples`` override it).
+
+    The step counts are to be set from the measured ``curve``: ``steps`` where FM's FD at 10 NFE has stopped
+    falling, so that the methods are compared on converged networks, and ``finetune_steps`` a share of it.
+
+    Attributes:
+        steps: Training steps of every network of the methods' table, and of the ``fm`` network that the
+            fine-tuning starts from.
+        seeds: Training seeds per method.
+        num_samples: Samples per evaluated row (and per curve point).
+        curve_steps: Length of the ``curve``'s FM training.
+        curve_every: Steps between the curve's FD measurements (a multiple of it ends the curve; the last point is
+            ``curve_steps`` in any case).
+        finetune_steps: Steps of each fine-tuning continuation (``fm`` and ``defar``).
+        optimiser: One of :data:`OPTIMISERS`; ``--select paper-optim``
+            sets ``"paper"``.
+    """
+
+    curve_steps: int = 3000
+    curve_every: int = 250
+    finetune_steps: int = 100
+    optimiser: str = "recipe"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "seeds", "num_samples", "curve_steps", "curve_every", "finetune_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.optimiser not in OPTIMISERS:
+            raise ValueError(f"optimiser must be one of {OPTIMISERS}, got {self.optimiser!r}")
+
+    def curve_schedule(self, steps: int | None) -> list[int]:
+        """The curve's measured steps; with ``--steps`` given, that many steps at (at most) the budget's number of
+        points."""
+        total = steps or self.curve_steps
+        points = max(self.curve_steps // self.curve_every, 1)
+        every = -(-total // points) if steps else self.curve_every  # ceil: no more points than the budget's
+        milestones = list(range(every, total + 1, every))
+        return milestones if milestones and milestones[-1] == total else [*milestones, total]
+
+    def finetune_length(self, steps: int | None) -> int:
+        """The fine-tuning's steps; with ``--steps`` given, rescaled by ``steps / self.steps``."""
+        return max(round(self.finetune_steps * steps / self.steps), 1) if steps else self.finetune_steps
+
+
+def defar_budget(image_shape: tuple[int, int, int]) -> DefarBudget:
+    """The budget for images of ``(C, H, W)``.
+
+    On 8x8 digits: 1000 steps per network (batch 128), 3 training seeds, 500 samples per row; fine-tuning 150 more
+    steps. The steps come from the measured curve (``--select curve``, 3000 steps, seed 0, 10 NFE,
+    ``docs/results/defar-digits-curve``): the raw network's FD-digitsnet falls from 2.0 at 250 steps to 1.1 at 500
+    and then stays within 0.7-1.4 (the spread of a 500-sample FD), so 1000 steps is past the knee, and an EMA of
+    decay 1 - 2.5/1000 averages the plateau. Larger budgets do not fit the recipe's 45-minute default on the
+    project's reference CPU (timings in ``docs/results/defar-digits-v2``). Larger images take the preset's steps
+    and samples (a GPU job).
+    """
+    side = max(image_shape[1:])
+    if side <= 16:
+        return DefarBudget(steps=1000, seeds=3, num_samples=500, finetune_steps=150)
+    preset = image_preset(image_shape)
+    return DefarBudget(steps=preset.steps, seeds=3, num_samples=preset.num_samples,
+                       curve_steps=2 * preset.steps, curve_every=max(preset.steps // 5, 1),
+                       finetune_steps=max(preset.steps // 4, 1))

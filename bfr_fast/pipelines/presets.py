@@ -1,4 +1,5 @@
-"""Default network and optimisation settings per data set size, sized for a 2-core CPU on the small sets."""
+"""Default network and optimisation settings per data set size: small enough on the small sets for the CPU jobs
+of ``docs/results``."""
 
 from __future__ import annotations
 

@@ -1,0 +1,233 @@
+"""``python -m bfr_fast.refine``: refine your own generator with BFR and score it.
+
+Takes a frozen generator (``--generator pkg.module:factory`` with ``--checkpoint``, or ``--generator RUN`` for the
+base of a ``python -m bfr_fast.train`` run), its sampler, and the data it imitates; trains the refiners
+(``--refiners``, default DFR and LFR) and their 1-NFE students, and writes a run folder: the refiners
+(``checkpoints/<method>-refiner.pt``), ``results.md`` (the base and every refined row, FD/KID/IS/sFID/precision/recall
+in the Inception space with ``--inception``, else in the feature space of a classifier trained on the data,
+named in the column headers), ``metrics.json`` and sample grids. Draw samples afterwards with
+``python -m bfr_fast.sample --run OUT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from bfr_fast.data import ImageDataset, load_dataset
+from bfr_fast.pipelines.evaluation import Scorer, build_extractor
+from bfr_fast.pipelines.generators import (
+    DDPM_TIMES,
+    DEFAULT_SAMPLER_STEPS,
+    PARAMETERIZATIONS,
+    GeneratorSpec,
+    frozen_generator,
+    run_options,
+)
+from bfr_fast.pipelines.refinement import REFINERS, RefinementTask, distillation_note, refine, refinement_budget
+from bfr_fast.pipelines.workspace import Workspace
+from bfr_fast.solvers import TABLEAUX
+from bfr_fast.train.options import PRECISIONS, default_cache_dir
+from bfr_fast.train.recipes.base import RunResult
+from bfr_fast.train.run_folder import RunFolder
+from bfr_fast.train.runner import execute, guarded_main
+
+
+@dataclass(frozen=True)
+class RefineOptions:
+    """The command line of ``python -m bfr_fast.refine``, resolved (run defaults filled in)."""
+
+    out: Path
+    generator: GeneratorSpec
+    data: str
+    data_root: Path | None = None
+    refiners: tuple[str, ...] = ("dfr", "lfr")
+    distill: bool = True
+    steps: int | None = None
+    distill_steps: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    precision: str = "fp32"
+    num_samples: int | None = None
+    eval_seeds: int | None = None
+    inception: Path | None = None
+    cache_dir: Path | None = None
+    device: str = "auto"
+    seed: int = 0
+    resume: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["generator"] = self.generator.to_json()
+        out["refiners"] = list(self.refiners)
+        return {k: str(v) if isinstance(v, Path) else v for k, v in out.items()}
+
+
+# What a resumed run may change: where it computes and where caches live, not what it computes.
+CHANGEABLE_ON_RESUME = ("out", "resume", "device", "cache_dir")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bfr_fast.refine",
+        description="Refine a pretrained flow or diffusion generator with BFR (data-space DFR, latent-space LFR, "
+        "their 1-NFE students) and score the base and every refined row.",
+    )
+    g = parser.add_argument_group("generator")
+    g.add_argument("--generator", required=True,
+                   help="package.module:factory (a callable returning an nn.Module called as model(x, t, y=None)), "
+                   "or the folder of a python -m bfr_fast.train run (its base)")
+    g.add_argument("--checkpoint", type=Path, help="state dict of the factory's network (torch.save(model.state_dict()))")
+    g.add_argument("--parameterization", default="velocity", choices=PARAMETERIZATIONS,
+                   help="velocity (flow matching, t=0 noise, t=1 data) or eps (DDPM ε-prediction, linear β schedule)")
+    g.add_argument("--ddpm-steps", type=int, default=1000, help="the DDPM's number of steps (eps only)")
+    g.add_argument("--ddpm-time", default="index", choices=DDPM_TIMES,
+                   help="what the ε-network takes as time: the DDPM step index, or t in [0, 1] (eps only)")
+    g.add_argument("--class-conditional", action="store_true",
+                   help="the network takes class labels y (needs labelled data; implied for a run folder on labelled data)")
+    g.add_argument("--sampler", default="euler", choices=sorted(TABLEAUX), help="base sampler method")
+    g.add_argument("--sampler-steps", type=int,
+                   help=f"base sampler steps (default {DEFAULT_SAMPLER_STEPS}, or the run's)")
+    d = parser.add_argument_group("data and refiners")
+    d.add_argument("--data", help="digits, mnist5k, mnist, cifar10, folder or npz (default: a run's own data)")
+    d.add_argument("--data-root", type=Path, help="file or folder of the data set (mnist, cifar10, folder, npz)")
+    d.add_argument("--refiners", default="dfr,lfr", help=f"comma-separated, of {','.join(REFINERS)} (default dfr,lfr)")
+    d.add_argument("--no-distill", action="store_true", help="skip the 1-NFE students (dfr_reflow, lfr_reflow)")
+    d.add_argument("--steps", type=int, help="training steps of each refiner (default by image size)")
+    d.add_argument("--distill-steps", type=int, help="training steps of each 1-NFE student (default 400)")
+    d.add_argument("--batch-size", type=int, help="refiner batch size (default by image size)")
+    d.add_argument("--lr", type=float, help="refiner peak learning rate (default by image size)")
+    d.add_argument("--precision", default="fp32", choices=PRECISIONS, help="autocast precision of the training")
+    e = parser.add_argument_group("evaluation and run")
+    e.add_argument("--num-samples", type=int, help="samples per row and evaluation seed (default by image size)")
+    e.add_argument("--eval-seeds", type=int, help="evaluation seeds (default by image size)")
+    e.add_argument("--inception", type=Path, help="clean-fid's inception-2015-12-05.pt, for true FID")
+    e.add_argument("--cache-dir", type=Path, help="cache of trained feature extractors (~/.cache/bfr_fast)")
+    e.add_argument("--out", type=Path, help="run folder (default: runs/refine-<date>-<time>)")
+    e.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoints")
+    e.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    e.add_argument("--seed", type=int, default=0, help="seed of the training and of the evaluation noise")
+    return parser
+
+
+def _positive(name: str, value: int | float | None) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+def parse_options(argv: list[str] | None) -> RefineOptions:
+    """The resolved options; with ``--resume``, checked against those the run recorded.
+
+    Raises:
+        ValueError: A bad option (naming it), or with ``--resume`` one that differs from the run's.
+    """
+    args = build_parser().parse_args(argv)
+    for name in ("steps", "distill_steps", "batch_size", "lr", "num_samples", "eval_seeds", "sampler_steps",
+                 "ddpm_steps"):
+        _positive(name, getattr(args, name))
+    refiners = tuple(r.strip() for r in args.refiners.split(",") if r.strip())
+    unknown = sorted(set(refiners) - set(REFINERS))
+    if unknown or not refiners:
+        raise ValueError(f"--refiners: unknown {unknown or args.refiners!r}; choose from {','.join(REFINERS)}")
+    refiners = tuple(r for r in REFINERS if r in refiners)
+    data, data_root, conditional, sampler_steps = args.data, args.data_root, args.class_conditional, args.sampler_steps
+    if Path(args.generator).is_dir():  # a run of this project: its data, labels and sampler unless overridden
+        recorded = run_options(Path(args.generator))
+        if args.checkpoint is not None:
+            raise ValueError("--checkpoint: a run folder's base comes from its own checkpoints/base.pt; drop it")
+        data = data or recorded.get("data") or "digits"
+        if data_root is None and recorded.get("data_root") is not None:
+            data_root = Path(recorded["data_root"])
+        sampler_steps = sampler_steps or recorded.get("sampler_steps") or DEFAULT_SAMPLER_STEPS
+    elif data is None:
+        raise ValueError("--data: name the data set the generator imitates (digits, mnist5k, mnist, cifar10, folder, "
+                         "npz)")
+    spec = GeneratorSpec(args.generator, args.checkpoint, args.parameterization, args.ddpm_steps, args.ddpm_time,
+                         args.sampler, sampler_steps or DEFAULT_SAMPLER_STEPS, conditional)
+    out = args.out or Path("runs") / f"refine-{time.strftime('%Y%m%d-%H%M%S')}"
+    options = RefineOptions(out, spec, data, data_root, refiners, not args.no_distill, args.steps, args.distill_steps,
+                            args.batch_size, args.lr, args.precision, args.num_samples, args.eval_seeds,
+                            args.inception, args.cache_dir, args.device, args.seed, args.resume)
+    if args.resume:
+        _check_resume(options)
+    return options
+
+
+def _check_resume(options: RefineOptions) -> None:
+    recorded = run_options(options.out)
+    given = options.to_json()
+    for name, value in given.items():
+        if name not in CHANGEABLE_ON_RESUME and recorded.get(name) != value:
+            raise ValueError(f"--resume: {name} {value} differs from the run's {recorded.get(name)} "
+                             f"({options.out / 'config.json'}); a resumed run keeps its options")
+
+
+def load_task(options: RefineOptions, data: ImageDataset, device: Any) -> RefinementTask:
+    """The generator of ``options`` on ``data``, with the budget of its image size and the options' overrides."""
+    spec = options.generator
+    conditional = spec.conditional or (spec.is_run and data.is_labelled)
+    if conditional and not data.is_labelled:
+        raise ValueError(f"--class-conditional: data set {data.name!r} has no labels to condition on")
+    spec = replace(spec, conditional=conditional)
+    generator = frozen_generator(spec, data.image_shape, data.num_classes, device)
+    b = refinement_budget(data.image_shape)
+    budget = replace(
+        b, refiner_steps=options.steps or b.refiner_steps, distill_steps=options.distill_steps or b.distill_steps,
+        batch_size=options.batch_size or b.batch_size, lr=options.lr or b.lr, precision=options.precision,
+        num_samples=options.num_samples or b.num_samples, eval_seeds=options.eval_seeds or b.eval_seeds,
+    )
+    return RefinementTask(data, budget, generator, conditional)
+
+
+def job(options: RefineOptions, ws: Workspace) -> RunResult:
+    """Loads data and generator, refines it (:func:`~bfr_fast.pipelines.refinement.refine`), and reports."""
+    data = load_dataset(options.data, root=options.data_root)
+    task = load_task(options, data, ws.device)
+    scorer = None
+    if ws.is_main:  # before any training: a data set that cannot be scored fails before step 1
+        extractor = build_extractor(data, options.inception, options.cache_dir or default_cache_dir(), ws.device,
+                                    progress=True)
+        scorer = Scorer.of(extractor, data)
+    result = refine(ws, task, scorer, options.refiners, options.distill)
+    if scorer is None:
+        return RunResult({}, "")
+    name = scorer.extractor.name
+    g = task.generator
+    title = (
+        f"BFR of `{options.generator.source}` on `{data.name}`: base sampler {g.method} {g.num_steps} steps "
+        f"({g.nfe} NFE); {task.budget.num_samples} samples per row and seed, scored against the "
+        f"{data.test_x.shape[0]} held-out images with `{name}`; mean ± std over {task.budget.eval_seeds} seeds"
+    )
+    metrics = {
+        "command": "refine",
+        "dataset": data.name,
+        "image_shape": list(data.image_shape),
+        "num_classes": task.num_classes,
+        "generator": replace(options.generator, conditional=task.conditional).to_json(),
+        "budget": asdict(task.budget),
+        "extractor": name,
+        "distillation": result.distillation,
+        "inversion_error": result.inversion_error,
+        "refiners": {m: f"checkpoints/{m}-refiner.pt" for m in result.refiners},
+        "rows": result.rows,
+    }
+    body = f"## {title}\n\n{result.table(name)}\n{distillation_note(result.distillation)}\n"
+    return RunResult(metrics, body)
+
+
+def run(options: RefineOptions) -> RunFolder:
+    """Refines in the run folder ``options.out``; returns the folder."""
+    return execute(options.out, options.resume, options.device, options.seed, {"options": options.to_json()},
+                   lambda ws: job(options, ws), "refine")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; the exit codes of :func:`~bfr_fast.train.runner.guarded_main`."""
+    return guarded_main(lambda: parse_options(argv), run)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
