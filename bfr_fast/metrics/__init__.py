@@ -21,7 +21,7 @@ from bfr_fast.metrics.molecular import (
     molecular_metrics,
     openmm_energies,
 )
-from bfr_fast.metrics.spectral import CURVE_NAMES, fc_weight_map, fel, fel_region_masks, pfr, spectral_curves
+from bfr_fast.metrics.spectral import CURVE_NAMES, fc_weight_map, fel, fel_region_masks, pfr
 
 __all__ = [
     "CURVE_NAMES",
@@ -48,6 +48,5 @@ __all__ = [
     "openmm_energies",
     "pfr",
     "precision_recall",
-    "spectral_curves",
     "train_classifier",
 ]

@@ -6,6 +6,7 @@
 - :mod:`~bfr_fast.pipelines.refinement`: the BFR workflow for any frozen generator (:func:`refine`).
 - :mod:`~bfr_fast.pipelines.comparison`: training losses compared at an equal budget (the DEFAR tables).
 - :mod:`~bfr_fast.pipelines.generators`: a user's generator (factory + checkpoint, or a run folder) made frozen.
+- :mod:`~bfr_fast.pipelines.spectra`: the PFR/FEL curves of a trained network against t (DEFAR's diagnostics).
 
 The recipes of ``python -m bfr_fast.train`` and the ``refine``/``sample`` CLIs are thin layers over these: they
 resolve the command line once into the settings these functions take.

@@ -198,4 +198,7 @@ def _read(path: str | os.PathLike) -> dict[str, Any]:
     payload = load(path, map_location="cpu")
     if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
         raise ValueError(f"{path}: not a refiner file (expected format {FILE_FORMAT!r})")
+    missing = [key for key in ("kind", "config", "metadata", "state_dict") if key not in payload]
+    if missing:
+        raise ValueError(f"{path}: a damaged refiner file (no {', '.join(missing)}); write it again with Refiner.save")
     return payload

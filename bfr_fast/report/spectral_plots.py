@@ -1,4 +1,4 @@
-"""The spectral diagnostics of :func:`bfr_fast.metrics.spectral.spectral_curves` as a PNG figure and a JSON file.
+"""The spectral diagnostics of :func:`bfr_fast.pipelines.spectra.spectral_curves` as a PNG figure and a JSON file.
 
 Figures are drawn on :class:`matplotlib.figure.Figure` directly (the Agg renderer, no pyplot), so nothing here
 changes a user's global matplotlib backend; both files are written atomically.
@@ -28,7 +28,7 @@ def _curves(curves: Mapping[str, object]) -> tuple[np.ndarray, dict[str, np.ndar
     """``t`` and the named curves as float64 arrays of one length; ValueError naming what is missing."""
     missing = [name for name in ("t", *CURVE_NAMES) if name not in curves]
     if missing:
-        raise ValueError(f"curves: missing {missing}; expected the dict of bfr_fast.metrics.spectral_curves")
+        raise ValueError(f"curves: missing {missing}; expected the dict of bfr_fast.pipelines.spectra.spectral_curves")
     t = np.asarray(curves["t"], dtype=np.float64).ravel()
     arrays = {name: np.asarray(curves[name], dtype=np.float64).ravel() for name in CURVE_NAMES}
     for name, values in arrays.items():
@@ -43,7 +43,7 @@ def plot_spectral_curves(curves: Mapping[str, object], path: str | Path) -> Path
     left out, and the legend says how many.
 
     Args:
-        curves: The dict of :func:`bfr_fast.metrics.spectral_curves` (``"t"`` and the curves; ``"settings"``, if
+        curves: The dict of :func:`bfr_fast.pipelines.spectra.spectral_curves` (``"t"`` and the curves; ``"settings"``, if
             present, titles the figure with the cutoff and the sample count).
         path: The PNG file to write.
 
@@ -96,7 +96,7 @@ def write_spectral_curves(curves: Mapping[str, object], path: str | Path) -> Pat
     file is strict JSON that any parser reads.
 
     Args:
-        curves: The dict of :func:`bfr_fast.metrics.spectral_curves`.
+        curves: The dict of :func:`bfr_fast.pipelines.spectra.spectral_curves`.
         path: The JSON file to write.
 
     Returns:

@@ -74,7 +74,8 @@ class RunFolder:
 
         Raises:
             ValueError: The folder cannot be created or written, another process holds it, it already holds a
-                run and ``resume`` is False, or ``resume`` is True and it holds no run.
+                run (anything besides the config and log of a run that stopped before producing a file) and
+                ``resume`` is False, or ``resume`` is True and it holds no run.
         """
         if resume and not self.root.is_dir():
             raise ValueError(f"--resume: the run folder {self.root} does not exist (pass the --out of the run)")
@@ -108,7 +109,10 @@ class RunFolder:
                 raise ValueError(f"--resume: {self.root} holds no run (no {self.config.name}, no checkpoints); "
                                  "drop --resume to start one there")
             return
-        held = sorted(p.name for p in self.root.iterdir() if p.name != self.LOCK_NAME)
+        # A run that stopped before it produced anything (a bad data file found after config.json was written)
+        # leaves only its config and log: nothing to lose, so the folder takes a new run (the log grows).
+        unowned = (self.LOCK_NAME, self.config.name, self.log.name)
+        held = sorted(p.name for p in self.root.iterdir() if p.name not in unowned)
         if held:
             raise ValueError(
                 f"--out: {self.root} already holds a run ({', '.join(held[:3])}{', ...' if len(held) > 3 else ''}); "

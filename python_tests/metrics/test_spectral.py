@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from bfr_fast.losses import DEFARLoss
-from bfr_fast.metrics import CURVE_NAMES, fc_weight_map, fel, fel_region_masks, pfr, spectral_curves
+from bfr_fast.metrics import CURVE_NAMES, fc_weight_map, fel, fel_region_masks, pfr
+from bfr_fast.pipelines.spectra import spectral_curves
 from bfr_fast.ops import fc_weighted_mse
 from bfr_fast.ops.reference import radial_frequency_radius
 
@@ -205,7 +206,7 @@ def _bands(x: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_spectral_curve_points_equal_an_independent_computation(digits_data):
-    # Every point of the four curves, rebuilt from the definitions (DESIGN §5, the spectral_curves docstring) with
+    # Every point of the four curves, rebuilt from the definitions (docs/design.md §5.8, the spectral_curves docstring) with
     # numpy FFTs and brute-force masks, the model called directly; pooled over the batch as ratios of sums.
     x1, y = digits_data.train_x[:5], digits_data.train_y[:5]
     model, num_t, seed = TinyVelocity(), 4, 3

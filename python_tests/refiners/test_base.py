@@ -122,5 +122,11 @@ def test_load_checks_the_kind_and_the_file(tmp_path):
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a refiner file"):
         Refiner.load(tmp_path / "other.pt", _randomised_mlp(1))
+    payload = torch.load(path, weights_only=True)
+    del payload["kind"]
+    torch.save(payload, tmp_path / "no-kind.pt")
+    for read in (Refiner.read_header, lambda p: Refiner.load(p, _randomised_mlp(1))):
+        with pytest.raises(ValueError, match="damaged refiner file \\(no kind\\)"):
+            read(tmp_path / "no-kind.pt")
     with pytest.raises(RuntimeError):
         Refiner.load(path, MLP(6, hidden=8, depth=1, time_embed_dim=8, num_classes=3))

@@ -126,6 +126,17 @@ def test_second_run_into_a_run_folder_is_refused_and_changes_nothing(short_run, 
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "log.txt"} == before
 
 
+def test_a_run_that_stopped_before_producing_anything_leaves_the_folder_free(tmp_path, quick, capsys):
+    out, data = tmp_path / "run", tmp_path / "unlabelled.npz"
+    np.savez(data, x=np.random.default_rng(0).integers(0, 255, (50, 8, 8), dtype=np.uint8))  # no labels
+    assert main(["--recipe", "flow", "--out", str(out), "--data", "npz", "--data-root", str(data), *quick]) == 2
+    assert "no labels" in _one_error_line(capsys)
+    assert sorted(p.name for p in out.iterdir()) == [RunFolder.LOCK_NAME, "config.json", "log.txt"]
+    assert "run stopped" in (out / "log.txt").read_text()  # the reason stays in the log
+    assert main(["--recipe", "flow", "--out", str(out), *quick]) == 0  # the same --out takes the next run
+    assert json.loads((out / "config.json").read_text())["options"]["data"] is None
+
+
 def test_a_locked_run_folder_is_refused_naming_the_holder(tmp_path, quick, capsys):
     out = tmp_path / "run"
     with RunFolder(out).claim(resume=False):  # another run holds the folder

@@ -4,7 +4,7 @@ the plain and the FC-reweighted loss, against t (50 uniform timesteps), for a fl
 Trains ``fm-seed<k>`` and ``defar-seed<k>`` exactly as the ``defar`` recipe does (same names, losses, steps and
 seed ``k = --seed``), or loads them on ``--resume``: to analyse the networks of a ``defar`` run, copy its
 ``checkpoints/fm-seed0.pt`` and ``checkpoints/defar-seed0.pt`` into ``<out>/checkpoints/`` and pass ``--resume
---out <out>`` (the ``--steps`` must match theirs). Then :func:`~bfr_fast.metrics.spectral_curves` runs each EMA
+--out <out>`` (the ``--steps`` must match theirs). Then :func:`~bfr_fast.pipelines.spectra.spectral_curves` runs each EMA
 network on the held-out test images (up to ``--num-samples``), with DEFAR's default FC settings (exposure-bias
 weight, γ = 1) and the simulated step Δ = 1/50; each model's curves go to ``spectra-<model>.json`` and
 ``spectra-<model>.png``, and ``metrics.json`` holds one row per (model, t).
@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 
 from bfr_fast.losses import DEFARLoss
-from bfr_fast.metrics.spectral import CURVE_NAMES, spectral_curves
+from bfr_fast.metrics.spectral import CURVE_NAMES
 from bfr_fast.report import markdown_table
 from bfr_fast.report.spectral_plots import plot_spectral_curves, write_spectral_curves
 from bfr_fast.pipelines.comparison import METHODS, defar_budget
 from bfr_fast.pipelines.presets import image_preset
+from bfr_fast.pipelines.spectra import spectral_curves
 from bfr_fast.pipelines.training import label_dropout, train_flow
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
 from bfr_fast.train.recipes.common import batch_size, load_data, optimisation, steps
