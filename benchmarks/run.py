@@ -1,7 +1,7 @@
 """Runs the op benchmarks: ``python -m benchmarks.run [--ops lincomb,rmsd] [--device cpu|cuda] [--quick]``.
 
 Each op's cases come from ``benchmarks/bench_<op>.py`` (a ``cases(device, quick)`` function). Results go to
-``benchmarks/results/<device>.json`` and ``.md``; the README shows the markdown tables.
+``benchmarks/results/<device>.json`` and ``.md``; ``docs/results/ops.md`` shows the markdown tables.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from bfr_fast.checks import positive_float, positive_int
 from bfr_fast.data import ImageDataset, load_dataset
 from bfr_fast.pipelines.evaluation import Scorer, build_extractor
 from bfr_fast.pipelines.generators import (
@@ -113,11 +114,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive(name: str, value: int | float | None) -> None:
-    if value is not None and not value > 0:
-        raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
-
-
 def parse_options(argv: list[str] | None) -> RefineOptions:
     """The resolved options; with ``--resume``, checked against those the run recorded.
 
@@ -125,9 +121,11 @@ def parse_options(argv: list[str] | None) -> RefineOptions:
         ValueError: A bad option (naming it), or with ``--resume`` one that differs from the run's.
     """
     args = build_parser().parse_args(argv)
-    for name in ("steps", "distill_steps", "batch_size", "lr", "num_samples", "eval_seeds", "sampler_steps",
-                 "ddpm_steps"):
-        _positive(name, getattr(args, name))
+    for name in ("steps", "distill_steps", "batch_size", "num_samples", "eval_seeds", "sampler_steps"):
+        if getattr(args, name) is not None:
+            positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
+    if args.lr is not None:
+        positive_float("--lr", args.lr)
     refiners = tuple(r.strip() for r in args.refiners.split(",") if r.strip())
     unknown = sorted(set(refiners) - set(REFINERS))
     if unknown or not refiners:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bfr_fast.checks import positive_int
 from bfr_fast.data import load_dataset
 from bfr_fast.pipelines.generators import GeneratorSpec, frozen_generator, run_options
 from bfr_fast.pipelines.refinement import refinement_budget
@@ -105,8 +106,7 @@ def draw(generator: FrozenGenerator, refiner: Refiner | None, num: int, image_sh
 def sample(args: argparse.Namespace) -> dict[str, Any]:
     """Draws and writes the samples of the parsed command line; returns what was written."""
     for name in ("num", "nfe"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be a positive integer, got {getattr(args, name)}")
+        positive_int(f"--{name}", getattr(args, name))
     stages = TABLEAUX[args.solver].num_stages
     if args.nfe % stages:
         raise ValueError(f"--nfe: {args.solver} takes {stages} calls per step; give a multiple of {stages}")

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from bfr_fast.checkpoint import load
+from bfr_fast.checks import choice, integer, positive_int
 from bfr_fast.paths import DDPMSchedule, ProbabilityFlowVelocity
 from bfr_fast.pipelines.presets import image_preset
 from bfr_fast.refiners import FrozenGenerator
@@ -56,16 +57,11 @@ class GeneratorSpec:
     conditional: bool = False
 
     def __post_init__(self) -> None:
-        if self.parameterization not in PARAMETERIZATIONS:
-            raise ValueError(f"--parameterization must be one of {PARAMETERIZATIONS}, got {self.parameterization!r}")
-        if self.ddpm_time not in DDPM_TIMES:
-            raise ValueError(f"--ddpm-time must be one of {DDPM_TIMES}, got {self.ddpm_time!r}")
-        if self.sampler not in TABLEAUX:
-            raise ValueError(f"--sampler must be one of {sorted(TABLEAUX)}, got {self.sampler!r}")
-        for name in ("ddpm_steps", "sampler_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "ddpm_steps" else 1):
-                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        choice("--parameterization", self.parameterization, PARAMETERIZATIONS)
+        choice("--ddpm-time", self.ddpm_time, DDPM_TIMES)
+        choice("--sampler", self.sampler, sorted(TABLEAUX))
+        integer("--ddpm-steps", self.ddpm_steps, low=2)
+        positive_int("--sampler-steps", self.sampler_steps)
 
     @property
     def is_run(self) -> bool:

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from bfr_fast.checkpoint import atomic_save, load
+from bfr_fast.checks import choice, positive_float, positive_int, probability
 from bfr_fast.data import ImageDataset, RefinerAugmentation
 from bfr_fast.metrics import FeatureExtractor, ImageFeatures, metric_label
 from bfr_fast.models import UNet
@@ -54,7 +55,7 @@ from bfr_fast.refiners import (
     student_of,
 )
 from bfr_fast.report import markdown_table, tables
-from bfr_fast.train.trainer import TrainConfig
+from bfr_fast.train.trainer import PRECISIONS, TrainConfig
 
 log = logging.getLogger("bfr_fast")
 
@@ -111,6 +112,14 @@ class RefinementBudget:
     distill_steps: int = 400
     distill_pairs: int = 300
     distill_start_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("refiner_steps", "refiner_channels", "batch_size", "eval_seeds", "num_samples", "teacher_steps",
+                     "distill_steps", "distill_pairs"):
+            positive_int(name, getattr(self, name))
+        positive_float("lr", self.lr)
+        choice("precision", self.precision, PRECISIONS)
+        probability("distill_start_fraction", self.distill_start_fraction)
 
     def refiner_network(self, channels: int, num_classes: int | None) -> UNet:
         """A fresh refiner UNet for ``channels``-channel images (class-conditional with ``num_classes``)."""

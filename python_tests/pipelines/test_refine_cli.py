@@ -143,3 +143,40 @@ def test_refine_refuses_data_of_another_shape(user_files, capsys):
 def test_sample_names_a_missing_refiner(user_files, capsys, tmp_path):
     assert sample_main(["--run", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.npz")]) == 2
     assert "has no readable metrics.json" in capsys.readouterr().err
+
+
+def test_an_eps_model_runs_through_its_probability_flow_ode_with_its_own_time(tmp_path, monkeypatch):
+    from bfr_fast.paths import DDPMSchedule, ProbabilityFlowVelocity
+    from bfr_fast.pipelines.generators import GeneratorSpec, frozen_generator
+
+    (tmp_path / "eps_model.py").write_text(textwrap.dedent('''
+        import torch
+        from torch import nn
+
+        SEEN = []
+
+        class Eps(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.scale = nn.Parameter(torch.tensor(0.5))
+
+            def forward(self, x, t):
+                SEEN.append(t.clone())
+                return self.scale * x
+
+        def make():
+            return Eps()
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import eps_model  # noqa: PLC0415
+
+    spec = GeneratorSpec("eps_model:make", parameterization="eps", ddpm_steps=100, ddpm_time="index",
+                         sampler_steps=4)
+    generator = frozen_generator(spec, (1, 4, 4), None, torch.device("cpu"))
+    assert isinstance(generator.model, ProbabilityFlowVelocity)
+    x = torch.randn(3, 1, 4, 4)
+    t = torch.full((3,), 0.25)
+    eps_model.SEEN.clear()
+    expected = ProbabilityFlowVelocity(eps_model.make(), DDPMSchedule(100), model_time="index")(x, t)
+    torch.testing.assert_close(generator.model(x, t), expected)
+    torch.testing.assert_close(eps_model.SEEN[-1], torch.full((3,), 99 * 0.75))  # the DDPM index, not t

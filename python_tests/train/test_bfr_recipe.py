@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from bfr_fast.checkpoint import load
+from bfr_fast.refine import main as refine_main
+from bfr_fast.sample import main as sample_main
 from bfr_fast.refiners import Refiner
 from bfr_fast.train.cli import main
 from bfr_fast.train.recipes import DEFAULT_RECIPE
@@ -153,6 +156,31 @@ def test_resume_loads_finished_networks_without_retraining(short_run):
         assert f"{name}: loaded {10 * PAIRS_PER_CLASS} pairs" in log
     after = {n: (out / "checkpoints" / f"{n}.pt").stat().st_mtime_ns for n in ("pool", "inversion")}
     assert before == after
+
+
+def test_a_runs_base_is_sampled_and_refined_again_through_the_clis(short_run, tmp_path):
+    out, cache = short_run
+    samples = tmp_path / "base.npz"
+    assert sample_main(["--run", str(out), "--refiner", "base", "--num", "20", "--out", str(samples),
+                        "--device", "cpu"]) == 0
+    drawn = np.load(samples)
+    # The base rebuilt from checkpoints/base.pt (EMA weights; sampler from metrics.json), conditional on the run's
+    # labelled data: balanced labels.
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert drawn["samples"].shape == (20, 1, 8, 8) and drawn["labels"].tolist() == [k % 10 for k in range(20)]
+    refined = tmp_path / "dfr.npz"
+    assert sample_main(["--run", str(out), "--refiner", "dfr", "--num", "20", "--out", str(refined),
+                        "--device", "cpu"]) == 0
+    assert not np.allclose(np.load(refined)["samples"], drawn["samples"])
+    assert metrics["base_sampler"] == {"method": "euler", "steps": SAMPLER_STEPS}
+
+    again = tmp_path / "refine"
+    assert refine_main(["--generator", str(out), "--refiners", "dfr", "--no-distill", "--steps", "2",
+                        "--num-samples", "30", "--eval-seeds", "1", "--cache-dir", str(cache), "--device", "cpu",
+                        "--out", str(again)]) == 0
+    rows = json.loads((again / "metrics.json").read_text())["rows"]
+    assert [(r["method"], r["nfe_base"]) for r in rows][:2] == [("base", SAMPLER_STEPS), ("dfr", SAMPLER_STEPS)]
+    assert json.loads((again / "metrics.json").read_text())["num_classes"] == 10  # the run's labels, conditional
 
 
 def test_summarize_gives_mean_and_spread_over_seeds():

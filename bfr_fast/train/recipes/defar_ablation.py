@@ -24,7 +24,7 @@ names say what differs from the defaults (``defar.lambda_adr=5``); they are also
 ``--resume`` picks up finished trainings across tables and across ``--select`` runs in the same ``--out``.
 
 **The default budget is small**: on digits 300 steps per network, one training seed, 500 samples per row — enough
-to see large effects only; differences below the seed spread of the ``defar`` recipe (its README section) are
+to see large effects only; differences below the seed spread of the ``defar`` recipe (``docs/results/defar-digits.md``) are
 noise. All six tables are 25 distinct trainings, each up to three forward passes per step; run them piecewise.
 """
 
