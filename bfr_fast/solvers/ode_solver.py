@@ -14,6 +14,9 @@ import torch
 
 from bfr_fast.checks import choice
 from bfr_fast.ops import BACKENDS, lincomb
+from bfr_fast.ops._checks import FLOAT_DTYPES
+from bfr_fast.ops._extension import use_fused
+from bfr_fast.ops.reference import lincomb_reference
 from bfr_fast.solvers.runge_kutta import TABLEAUX, ButcherTableau
 from bfr_fast.solvers.time_grid import GridLike, resolve_time_grid
 
@@ -21,35 +24,53 @@ VelocityModel = Callable[..., torch.Tensor]
 
 
 class _StepPlan:
-    """Everything the step loop needs, precomputed from the grid: stage times and step coefficients.
+    """Everything the step loop needs, precomputed from the grid and the tableau before the first step.
 
-    A shared ``(S,)`` grid gives Python-float step sizes (scalar ``lincomb`` coefficients); a per-sample ``(B, S)``
-    grid gives ``(B,)`` float32 tensors (per-sample coefficients), one per distinct tableau multiplier and step.
+    ``times[i * stages + j]`` is the model's ``(B,)`` float32 time at stage ``j`` of step ``i`` (a view of one
+    contiguous ``(S-1, stages, B)`` tensor, whatever the state's dtype). ``stage_coeffs[i][j]`` and
+    ``update_coeffs[i]`` hold the coefficients ``m * h`` of the stage inputs and of the update, one per nonzero
+    tableau entry, in the order of ``stage_terms[j]`` and ``update_terms`` (the indices of the ks they multiply).
+    A shared ``(S,)`` grid gives Python-float coefficients; a per-sample ``(B, S)`` grid gives ``(B,)`` float32
+    tensors (per-sample coefficients). With ``fused``, each coefficient list comes as the fused op's
+    ``(scalars, vectors)`` pair instead, as :func:`bfr_fast.ops.lincomb` would build it.
     """
 
-    def __init__(self, grid: torch.Tensor, tableau: ButcherTableau, batch_size: int, device: torch.device) -> None:
+    def __init__(
+        self, grid: torch.Tensor, tableau: ButcherTableau, batch_size: int, device: torch.device, fused: bool
+    ) -> None:
         steps = grid.diff(dim=-1)  # float64: (S-1,) or (B, S-1), negative when integrating backwards
         fractions = torch.tensor(tableau.c, dtype=torch.float64)
         self.num_steps = steps.shape[-1]
-        self._shared_steps: list[float] | None = None
-        self._scaled_steps: dict[float, torch.Tensor] = {}
+        self.num_stages = tableau.num_stages
+        self.stage_terms = [tuple(l for l, m in enumerate(row) if m) for row in tableau.a]
+        self.update_terms = tuple(l for l, m in enumerate(tableau.b) if m)
+        multipliers = [tuple(m for m in row if m) for row in tableau.a] + [tuple(m for m in tableau.b if m)]
+        coefficients: list[list]  # [step][stage, then the update]: a coefficient list or a (scalars, vectors) pair
         if grid.dim() == 1:
             stage_times = (grid[:-1, None] + steps[:, None] * fractions)[..., None].expand(-1, -1, batch_size)
-            self._shared_steps = steps.tolist()
+            if fused:
+                vectors = [[None] * len(ms) for ms in multipliers]
+                coefficients = [
+                    [([m * h for m in ms], v) for ms, v in zip(multipliers, vectors)] for h in steps.tolist()
+                ]
+            else:
+                coefficients = [[[m * h for m in ms] for ms in multipliers] for h in steps.tolist()]
         else:
             stage_times = (grid[:, :-1, None] + steps[..., None] * fractions).permute(1, 2, 0)
-            multipliers = {m for row in tableau.a for m in row if m} | {m for m in tableau.b if m}
-            self._scaled_steps = {
-                m: (steps * m).T.to(device=device, dtype=torch.float32).contiguous() for m in multipliers
-            }
+            distinct = {m for ms in multipliers for m in ms}
+            scaled = {m: (steps * m).T.to(device=device, dtype=torch.float32).contiguous().unbind(0) for m in distinct}
+            if fused:
+                ones = [[1.0] * len(ms) for ms in multipliers]
+                coefficients = [
+                    [(o, [scaled[m][i] for m in ms]) for ms, o in zip(multipliers, ones)] for i in range(self.num_steps)
+                ]
+            else:
+                coefficients = [[[scaled[m][i] for m in ms] for ms in multipliers] for i in range(self.num_steps)]
         # (S-1, stages, B): each [i, j] is a contiguous (B,) float32 view, whatever the state's dtype.
-        self.times = stage_times.to(device=device, dtype=torch.float32).contiguous()
-
-    def coefficient(self, step: int, multiplier: float) -> float | torch.Tensor:
-        """``multiplier * h`` of step ``step``: a float, or a ``(B,)`` tensor for per-sample grids."""
-        if self._shared_steps is not None:
-            return multiplier * self._shared_steps[step]
-        return self._scaled_steps[multiplier][step]
+        self.times_tensor = stage_times.to(device=device, dtype=torch.float32).contiguous()
+        self.times = self.times_tensor.flatten(0, 1).unbind(0)
+        self.stage_coeffs = [per_step[:-1] for per_step in coefficients]
+        self.update_coeffs = [per_step[-1] for per_step in coefficients]
 
 
 class ODESolver:
@@ -158,34 +179,58 @@ class ODESolver:
         return_nfe: bool,
         model_extras: dict[str, object],
     ) -> torch.Tensor | tuple[torch.Tensor, int]:
-        plan = _StepPlan(grid, self.tableau, x.shape[0], x.device)
-        a, b = self.tableau.a, self.tableau.b
+        combine, fused = self._combiner(x, enable_grad)
+        plan = _StepPlan(grid, self.tableau, x.shape[0], x.device, fused)
+        stage_terms, update_terms, num_stages = plan.stage_terms, plan.update_terms, plan.num_stages
+        stage_coeffs, update_coeffs, times = plan.stage_coeffs, plan.update_coeffs, plan.times
+        velocity = self._velocity
         states = [x] if return_intermediates else []
-        nfe = 0
         with torch.set_grad_enabled(enable_grad):
             for step in range(plan.num_steps):
+                coeffs, first = stage_coeffs[step], step * num_stages
                 ks: list[torch.Tensor] = []
-                for stage, row in enumerate(a):
-                    terms = [(k, plan.coefficient(step, m)) for k, m in zip(ks, row) if m]
-                    x_stage = self._combine(x, terms) if terms else x
-                    ks.append(self._velocity(x_stage, plan.times[step, stage], model_extras))
-                    nfe += 1
-                x = self._combine(x, [(k, plan.coefficient(step, m)) for k, m in zip(ks, b) if m])
+                for stage, terms in enumerate(stage_terms):
+                    x_stage = combine(x, [ks[l] for l in terms], coeffs[stage]) if terms else x
+                    ks.append(velocity(x_stage, times[first + stage], model_extras))
+                x = combine(x, [ks[l] for l in update_terms], update_coeffs[step])
                 if return_intermediates:
                     states.append(x)
         result = torch.stack(states) if return_intermediates else x
-        return (result, nfe) if return_nfe else result
+        return (result, plan.num_steps * num_stages) if return_nfe else result
 
-    def _combine(self, x: torch.Tensor, terms: list[tuple[torch.Tensor, float | torch.Tensor]]) -> torch.Tensor:
-        """``x + sum_i c_i k_i`` over ``terms = [(k_i, c_i), ...]`` in one fused pass."""
-        return lincomb(x, [k for k, _ in terms], [c for _, c in terms], backend=self.backend)
+    def _combiner(self, x: torch.Tensor, enable_grad: bool) -> tuple[Callable[..., torch.Tensor], bool]:
+        """Chooses, once per call, how the loop computes ``x + sum_i c_i k_i``: ``(combine(x, ks, c), fused)``,
+        where ``c`` is the fused op's ``(scalars, vectors)`` pair when ``fused`` and a coefficient list otherwise.
+
+        The state was checked once (:func:`_batch_size`) and every k is checked as the model returns it
+        (:meth:`_velocity`: shape, device, dtype), so the loop skips :func:`bfr_fast.ops.lincomb`'s per-call
+        checks. Without autograd the fused op runs below the autograd dispatch key: under ``torch.no_grad`` its
+        Python autograd kernel would only pass the call on, at several microseconds a call. With autograd, under
+        ``torch.compile``, or for a dtype the op does not take, every update goes through ``lincomb`` itself.
+        """
+        backend = self.backend
+        if x.dtype not in FLOAT_DTYPES or torch.compiler.is_compiling():
+            return (lambda x, ks, coeffs: lincomb(x, ks, coeffs, backend=backend)), False
+        if not use_fused(backend, x.device, "lincomb"):
+            return lincomb_reference, False
+        if enable_grad:
+            return (lambda x, ks, coeffs: lincomb(x, ks, coeffs, backend="fused")), False
+        op, below_autograd = torch.ops.bfr_fast.lincomb.default, torch._C._AutoDispatchBelowAutograd
+
+        def combine(x: torch.Tensor, ks: list[torch.Tensor], fused: tuple[list[float], list]) -> torch.Tensor:
+            with below_autograd():
+                return op(x.contiguous(), ks, fused[0], fused[1])
+
+        return combine, True
 
     def _velocity(self, x: torch.Tensor, t: torch.Tensor, model_extras: dict[str, object]) -> torch.Tensor:
         velocity = self.velocity_model(x, t, **model_extras)
         if not isinstance(velocity, torch.Tensor) or velocity.shape != x.shape:
             got = tuple(velocity.shape) if isinstance(velocity, torch.Tensor) else type(velocity).__name__
             raise ValueError(f"velocity_model must return a tensor of the state's shape {tuple(x.shape)}, got {got}")
-        return velocity if velocity.dtype == x.dtype else velocity.to(x.dtype)
+        if velocity.device != x.device:
+            raise ValueError(f"velocity_model must return a tensor on the state's device {x.device}, got {velocity.device}")
+        return (velocity if velocity.dtype == x.dtype else velocity.to(x.dtype)).contiguous()
 
 
 def _batch_size(x: torch.Tensor) -> int:
