@@ -14,11 +14,14 @@ from bfr_fast.metrics.image import (
 )
 from bfr_fast.metrics.inception import InceptionExtractor
 from bfr_fast.metrics.molecular import (
+    apply_constraints,
     coverage_amr,
+    coverage_curve,
     energy_error,
     format_coverage_amr,
     format_energy_error,
     molecular_metrics,
+    nearest_rmsd,
     openmm_energies,
 )
 from bfr_fast.metrics.spectral import CURVE_NAMES, fc_weight_map, fel, fel_region_masks, pfr
@@ -32,7 +35,9 @@ __all__ = [
     "ImageFeatures",
     "InceptionExtractor",
     "TrainedClassifier",
+    "apply_constraints",
     "coverage_amr",
+    "coverage_curve",
     "energy_error",
     "evaluate_images",
     "fc_weight_map",
@@ -45,6 +50,7 @@ __all__ = [
     "kernel_inception_distance",
     "metric_label",
     "molecular_metrics",
+    "nearest_rmsd",
     "openmm_energies",
     "pfr",
     "precision_recall",

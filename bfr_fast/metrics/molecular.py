@@ -32,10 +32,15 @@ from bfr_fast.data.molecules import DEFAULT_FORCEFIELD, backbone_dihedrals, basi
 from bfr_fast.data.molecules import heavy_atom_indices, openmm_topology
 from bfr_fast.ops import rmsd_min
 
-__all__ = ["ANGSTROMS_PER_NM", "coverage_amr", "energy_error", "format_coverage_amr", "format_energy_error",
-           "molecular_metrics", "openmm_energies"]
+__all__ = ["ANGSTROMS_PER_NM", "CONSTRAINT_TOLERANCE", "apply_constraints", "coverage_amr", "coverage_curve",
+           "energy_error", "format_coverage_amr", "format_energy_error", "molecular_metrics", "nearest_rmsd",
+           "openmm_energies"]
 
 ANGSTROMS_PER_NM = 10.0
+
+CONSTRAINT_TOLERANCE = 1e-6
+"""Relative tolerance of OpenMM's constraint projection (:func:`apply_constraints`): X-H bonds end within
+:math:`10^{-6}` of their length, far below any other geometric error of a generated conformer."""
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -80,6 +85,44 @@ def _atom_index(atom_indices: Sequence[int] | ArrayLike, atoms: int) -> torch.Te
     return torch.from_numpy(values.astype(np.int64))
 
 
+def nearest_rmsd(generated: ArrayLike, reference: ArrayLike,
+                 atom_indices: Sequence[int] | np.ndarray | None = None,
+                 backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Each conformer's RMSD to its nearest conformer of the other set, after optimal rigid superposition.
+
+    Args:
+        generated: ``(N, atoms, 3)`` generated conformers (array or tensor, any device the op supports).
+        reference: ``(M, atoms, 3)`` reference conformers, same unit and atom order (moved to ``generated``'s
+            device and dtype).
+        atom_indices: atoms the RMSD is taken over: distinct indices, or a boolean mask with one entry per atom;
+            ``None`` for all atoms.
+        backend: passed to :func:`bfr_fast.ops.rmsd_min` ("auto", "fused" or "eager").
+
+    Returns:
+        ``(to_reference, to_generated)``: float64 CPU tensors of shape ``(N,)`` (each generated conformer's
+        :math:`\min_{r} \mathrm{RMSD}(g, r)`, the precision side) and ``(M,)`` (each reference conformer's
+        :math:`\min_{g} \mathrm{RMSD}(g, r)`, the recall side), in the input unit.
+
+    Raises:
+        ValueError: for bad shapes, atom counts that differ, bad atom indices, or non-finite coordinates.
+    """
+    gen, ref = _as_frames(generated, "generated"), _as_frames(reference, "reference")
+    if gen.shape[1] != ref.shape[1]:
+        raise ValueError(f"reference: expected generated's atom count {gen.shape[1]}, got {ref.shape[1]}")
+    if atom_indices is not None:
+        index = _atom_index(atom_indices, gen.shape[1])
+        gen, ref = gen[:, index.to(gen.device)], ref[:, index.to(ref.device)]
+    for name, frames in (("generated", gen), ("reference", ref)):
+        bad = int((~torch.isfinite(frames).flatten(1).all(dim=1)).sum())
+        if bad:
+            raise ValueError(f"{name}: {bad} of {frames.shape[0]} conformers hold NaN or inf coordinates; "
+                             "drop them first (and report how many)")
+    ref = ref.to(device=gen.device, dtype=gen.dtype)
+    minima = rmsd_min(gen, ref, backend=backend)
+    # rows: each generated conformer's nearest reference (precision); columns: each reference's nearest (recall)
+    return minima.row_min.double().cpu(), minima.col_min.double().cpu()
+
+
 def coverage_amr(generated: ArrayLike, reference: ArrayLike, threshold: float,
                  atom_indices: Sequence[int] | np.ndarray | None = None, backend: str = "auto") -> dict[str, float]:
     r"""COV-R, COV-P, AMR-R and AMR-P of generated against reference conformers (see the module docstring).
@@ -104,28 +147,52 @@ def coverage_amr(generated: ArrayLike, reference: ArrayLike, threshold: float,
             mask of the wrong length, a threshold that is not a positive finite number, or non-finite
             coordinates.
     """
-    gen, ref = _as_frames(generated, "generated"), _as_frames(reference, "reference")
-    if gen.shape[1] != ref.shape[1]:
-        raise ValueError(f"reference: expected generated's atom count {gen.shape[1]}, got {ref.shape[1]}")
     threshold = positive_float("threshold", threshold, why="an RMSD in nm")
-    if atom_indices is not None:
-        index = _atom_index(atom_indices, gen.shape[1])
-        gen, ref = gen[:, index.to(gen.device)], ref[:, index.to(ref.device)]
-    for name, frames in (("generated", gen), ("reference", ref)):
-        bad = int((~torch.isfinite(frames).flatten(1).all(dim=1)).sum())
-        if bad:
-            raise ValueError(f"{name}: {bad} of {frames.shape[0]} conformers hold NaN or inf coordinates; "
-                             "drop them first (and report how many)")
-    ref = ref.to(device=gen.device, dtype=gen.dtype)
-    minima = rmsd_min(gen, ref, backend=backend)
-    # rows: each generated conformer's nearest reference (precision); columns: each reference's nearest (recall)
-    to_reference, to_generated = minima.row_min.double(), minima.col_min.double()
+    to_reference, to_generated = nearest_rmsd(generated, reference, atom_indices, backend)
+    return _coverage_amr(to_reference, to_generated, threshold)
+
+
+def _coverage_amr(to_reference: torch.Tensor, to_generated: torch.Tensor, threshold: float) -> dict[str, float]:
     return {
         "cov_r": float((to_generated <= threshold).double().mean()),
         "cov_p": float((to_reference <= threshold).double().mean()),
         "amr_r": float(to_generated.mean()),
         "amr_p": float(to_reference.mean()),
     }
+
+
+def coverage_curve(to_reference: ArrayLike, to_generated: ArrayLike,
+                   thresholds: Sequence[float] | np.ndarray) -> dict[str, list[float]]:
+    r"""COV-R and COV-P as functions of the threshold, from the nearest-neighbour RMSDs of :func:`nearest_rmsd`.
+
+    :math:`\mathrm{COV\text{-}R}(\tau) = |\{r : d_r \le \tau\}| / M` over the reference side's minima
+    :math:`d_r` (``to_generated``), :math:`\mathrm{COV\text{-}P}(\tau)` the same over ``to_reference``: one
+    sort of each side, then a binary search per threshold, so a curve costs no more RMSDs than one table entry.
+
+    Args:
+        to_reference: ``(N,)`` each generated conformer's nearest-reference RMSD.
+        to_generated: ``(M,)`` each reference conformer's nearest-generated RMSD.
+        thresholds: ``(T,)`` non-negative thresholds :math:`\tau`, same unit as the RMSDs.
+
+    Returns:
+        ``{"threshold", "cov_r", "cov_p"}``: lists of length ``T``, coverages as fractions in [0, 1] (inclusive
+        ``<=`` as in :func:`coverage_amr`).
+
+    Raises:
+        ValueError: an empty side, non-finite RMSDs, or thresholds that are empty, not 1-D, negative or
+            non-finite.
+    """
+    taus = np.asarray(thresholds, dtype=np.float64)
+    if taus.ndim != 1 or taus.size == 0 or not np.isfinite(taus).all() or (taus < 0).any():
+        raise ValueError(f"thresholds: expected a non-empty 1-D list of finite non-negative RMSDs, got {taus!r}")
+    curve: dict[str, list[float]] = {"threshold": taus.tolist()}
+    for key, values, name in (("cov_r", to_generated, "to_generated"), ("cov_p", to_reference, "to_reference")):
+        side = np.sort(values.detach().cpu().double().numpy() if isinstance(values, torch.Tensor)
+                       else np.asarray(values, dtype=np.float64))
+        if side.ndim != 1 or side.size == 0 or not np.isfinite(side).all():
+            raise ValueError(f"{name}: expected a non-empty 1-D array of finite RMSDs, got shape {side.shape}")
+        curve[key] = (np.searchsorted(side, taus, side="right") / side.size).tolist()
+    return curve
 
 
 def format_coverage_amr(result: dict[str, float], threshold: float) -> str:
@@ -141,36 +208,83 @@ def format_coverage_amr(result: dict[str, float], threshold: float) -> str:
             f"AMR-R {length(result['amr_r'])}, AMR-P {length(result['amr_p'])}")
 
 
-def openmm_energies(coordinates: ArrayLike, topology: str | Path | mdtraj.Topology | Any,
-                    forcefield: tuple[str, ...] = DEFAULT_FORCEFIELD, platform: str = "Reference") -> np.ndarray:
-    """Potential energy of every conformer under an OpenMM force field, in kJ/mol.
+def apply_constraints(coordinates: ArrayLike, topology: str | Path | mdtraj.Topology | Any,
+                      forcefield: tuple[str, ...] = DEFAULT_FORCEFIELD, platform: str = "Reference",
+                      tolerance: float = CONSTRAINT_TOLERANCE) -> np.ndarray:
+    r"""Projects every conformer onto the reference MD's constraints: each X-H bond set to its force-field length.
 
-    One OpenMM context evaluates all frames in turn (positions set, energy read): OpenMM has no batched energy.
-    Every bond is a harmonic term here (no constraints), so a generated conformer pays for wrong X-H bond
-    lengths too; the models generate all atoms, hydrogens included. A frame with non-finite coordinates gets
-    NaN (it is not evaluated). For MD frames with exactly constrained X-H bonds this equals the MD's own
-    potential energy.
+    The reference MD integrates with ``HBonds`` constraints (:func:`~bfr_fast.data.molecules.create_system`), so
+    its frames hold every bond to a hydrogen at the equilibrium length :math:`r_0`. A generated conformer does
+    not; OpenMM's ``Context.applyConstraints`` moves its atoms the least (mass-weighted) distance that satisfies
+    :math:`|x_i - x_j| = r_0` for every constrained pair, as the MD's integrator does after each step. A frame
+    with non-finite coordinates, or whose projection does not converge to finite coordinates, comes back NaN.
 
     Args:
         coordinates: ``(frames, atoms, 3)`` in nm, atoms in the topology's order.
         topology: a PDB path, an :class:`mdtraj.Topology` or an :class:`openmm.app.Topology`.
         forcefield: OpenMM force-field XML files (the reference MD's by default).
         platform: OpenMM platform.
+        tolerance: relative tolerance of the constraint solver.
+
+    Returns:
+        ``(frames, atoms, 3)`` float64 projected coordinates in nm.
+
+    Raises:
+        ValueError: if the coordinates do not match the topology's atom count, or no force field can be built
+            for the topology.
+    """
+    import openmm
+    from openmm import unit
+
+    tolerance = positive_float("tolerance", tolerance)
+    xyz, omm_topology = _frames_for(coordinates, topology)
+    system = create_system(omm_topology, forcefield, constraints="HBonds")
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName(platform))
+    projected = np.full_like(xyz, np.nan)
+    for frame in np.flatnonzero(np.isfinite(xyz).all(axis=(1, 2))):
+        context.setPositions(xyz[frame])  # a bare array is read as nanometres
+        try:
+            context.applyConstraints(tolerance)
+        except openmm.OpenMMException:  # a conformer too broken for the solver: NaN, counted where it is used
+            continue
+        positions = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        projected[frame] = positions if np.isfinite(positions).all() else np.nan
+    return projected
+
+
+def openmm_energies(coordinates: ArrayLike, topology: str | Path | mdtraj.Topology | Any,
+                    forcefield: tuple[str, ...] = DEFAULT_FORCEFIELD, platform: str = "Reference",
+                    constrain: bool = False) -> np.ndarray:
+    """Potential energy of every conformer under an OpenMM force field, in kJ/mol.
+
+    One OpenMM context evaluates all frames in turn (positions set, energy read): OpenMM has no batched energy.
+    Every bond is a harmonic term here (no constraints), so a conformer pays for wrong X-H bond lengths too. For
+    MD frames with exactly constrained X-H bonds this equals the MD's own potential energy. A generated
+    conformer is compared like with like by ``constrain=True``: it is first projected onto the MD's X-H
+    constraints (:func:`apply_constraints`), so that its energy, like the MD's, carries no X-H stretch; its
+    angles, torsions and non-bonded terms, hydrogens included, still count. A frame with non-finite
+    coordinates (or a projection that failed) gets NaN.
+
+    Args:
+        coordinates: ``(frames, atoms, 3)`` in nm, atoms in the topology's order.
+        topology: a PDB path, an :class:`mdtraj.Topology` or an :class:`openmm.app.Topology`.
+        forcefield: OpenMM force-field XML files (the reference MD's by default).
+        platform: OpenMM platform.
+        constrain: project every conformer onto the X-H bond constraints first.
 
     Returns:
         ``(frames,)`` float64 energies in kJ/mol.
 
     Raises:
-        ValueError: if the coordinates do not match the topology's atom count.
+        ValueError: if the coordinates do not match the topology's atom count, or no force field can be built
+            for the topology (the message says why).
     """
     import openmm
     from openmm import unit
 
-    xyz = _as_frames(coordinates, "coordinates").cpu().double().numpy()
-    omm_topology = openmm_topology(topology)
-    if xyz.shape[1] != omm_topology.getNumAtoms():
-        raise ValueError(f"coordinates: expected {omm_topology.getNumAtoms()} atoms like the topology, "
-                         f"got {xyz.shape[1]}")
+    xyz, omm_topology = _frames_for(coordinates, topology)
+    if constrain:
+        xyz = apply_constraints(xyz, omm_topology, forcefield, platform)
     system = create_system(omm_topology, forcefield, constraints=None)
     context = openmm.Context(system, openmm.VerletIntegrator(0.001),
                              openmm.Platform.getPlatformByName(platform))
@@ -181,6 +295,16 @@ def openmm_energies(coordinates: ArrayLike, topology: str | Path | mdtraj.Topolo
         energy = context.getState(getEnergy=True).getPotentialEnergy()
         energies[frame] = energy.value_in_unit(unit.kilojoule_per_mole)
     return energies
+
+
+def _frames_for(coordinates: ArrayLike, topology: Any) -> tuple[np.ndarray, Any]:
+    """``coordinates`` as float64 ``(frames, atoms, 3)`` numpy and the OpenMM topology, their atoms checked."""
+    xyz = _as_frames(coordinates, "coordinates").cpu().double().numpy()
+    omm_topology = openmm_topology(topology)
+    if xyz.shape[1] != omm_topology.getNumAtoms():
+        raise ValueError(f"coordinates: expected {omm_topology.getNumAtoms()} atoms like the topology, "
+                         f"got {xyz.shape[1]}")
+    return xyz, omm_topology
 
 
 def energy_error(generated_energies: ArrayLike, reference_energies: ArrayLike,
@@ -242,8 +366,10 @@ def format_energy_error(result: dict[str, float | int | None]) -> str:
 
 def molecular_metrics(generated: ArrayLike, reference: ArrayLike, topology: mdtraj.Topology, threshold: float, *,
                       all_atoms: bool = False, reference_energies: ArrayLike | None = None,
-                      generated_energies: ArrayLike | None = None, energy_cutoff: float | None = None, forcefield: tuple[str, ...] = DEFAULT_FORCEFIELD,
-                      platform: str = "Reference", backend: str = "auto") -> dict[str, Any]:
+                      generated_energies: ArrayLike | None = None, energy_cutoff: float | None = None,
+                      forcefield: tuple[str, ...] = DEFAULT_FORCEFIELD, platform: str = "Reference",
+                      backend: str = "auto", energies: bool = True, constrain: bool = False,
+                      curve_thresholds: Sequence[float] | np.ndarray | None = None) -> dict[str, Any]:
     """Every molecular metric of one generated set: COV/AMR, energy error, and phi/psi basin populations.
 
     Args:
@@ -259,23 +385,33 @@ def molecular_metrics(generated: ArrayLike, reference: ArrayLike, topology: mdtr
         forcefield: OpenMM force field of the energies.
         platform: OpenMM platform.
         backend: RMSD backend.
+        energies: compute the energy error; False leaves its entries out (a topology without a force field).
+        constrain: project the generated conformers onto the X-H constraints before their energies (see
+            :func:`openmm_energies`); the reference's are computed as they are.
+        curve_thresholds: thresholds in nm of a COV-against-threshold curve (:func:`coverage_curve`), returned
+            under ``"coverage_curve"``; None for no curve.
 
     Returns:
         ``cov_r, cov_p, amr_r, amr_p`` (see :func:`coverage_amr`), ``threshold_nm``, ``rmsd_atoms``
         ("heavy" or "all"), the :func:`energy_error` entries, and ``basins`` (fractions of generated conformers per
         Ramachandran basin, for a molecule with one phi/psi pair such as alanine dipeptide).
     """
+    threshold = positive_float("threshold", threshold, why="an RMSD in nm")
     atoms = None if all_atoms else heavy_atom_indices(topology)
-    result: dict[str, Any] = coverage_amr(generated, reference, threshold, atoms, backend=backend)
+    to_reference, to_generated = nearest_rmsd(generated, reference, atoms, backend=backend)
+    result: dict[str, Any] = _coverage_amr(to_reference, to_generated, threshold)
     result.update(threshold_nm=float(threshold), rmsd_atoms="all" if all_atoms else "heavy")
-    if reference_energies is None:
-        reference_energies = openmm_energies(reference, topology, forcefield, platform)
-    if generated_energies is None:
-        generated_energies = openmm_energies(generated, topology, forcefield, platform)
-    elif len(generated_energies) != len(generated):
-        raise ValueError(f"generated_energies: expected one energy per generated conformer ({len(generated)}), "
-                         f"got {len(generated_energies)}")
-    result.update(energy_error(generated_energies, reference_energies, energy_cutoff))
+    if curve_thresholds is not None:
+        result["coverage_curve"] = coverage_curve(to_reference, to_generated, curve_thresholds)
+    if energies:
+        if reference_energies is None:
+            reference_energies = openmm_energies(reference, topology, forcefield, platform)
+        if generated_energies is None:
+            generated_energies = openmm_energies(generated, topology, forcefield, platform, constrain=constrain)
+        elif len(generated_energies) != len(generated):
+            raise ValueError(f"generated_energies: expected one energy per generated conformer "
+                             f"({len(generated)}), got {len(generated_energies)}")
+        result.update(energy_error(generated_energies, reference_energies, energy_cutoff))
     try:
         phi, psi = backbone_dihedrals(_as_frames(generated, "generated"), topology)
     except ValueError:  # not a peptide

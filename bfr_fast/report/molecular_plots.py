@@ -1,4 +1,5 @@
-"""Figures of molecular results: energy histograms (the seed's Figure 6) and Ramachandran plots, as PNG.
+"""Figures of molecular results: energy histograms (the seed's Figure 6), Ramachandran plots and coverage against
+the RMSD threshold, as PNG (the coverage curves also as JSON).
 
 Figures are drawn on :class:`matplotlib.figure.Figure` directly (the Agg renderer, no pyplot), so nothing here
 changes a user's global matplotlib backend, and the PNG is written atomically.
@@ -9,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+import json
+
 import mdtraj
 import numpy as np
 import torch
@@ -16,7 +19,7 @@ import torch
 from bfr_fast.checkpoint import atomic_write
 from bfr_fast.data.molecules import backbone_dihedrals
 
-__all__ = ["plot_energy_histograms", "plot_ramachandran"]
+__all__ = ["plot_coverage_curves", "plot_energy_histograms", "plot_ramachandran", "write_coverage_curves"]
 
 
 def _as_array(values: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -118,4 +121,89 @@ def plot_ramachandran(coordinates: Mapping[str, np.ndarray | torch.Tensor], topo
         axes.set_xlim(-180, 180)
         axes.set_ylim(-180, 180)
         axes.set_aspect("equal")
+    return _save(figure, path)
+
+
+def _check_curves(curves: Mapping[str, Mapping[str, object]]) -> np.ndarray:
+    """The common threshold grid of ``curves`` (``{name: {"threshold", "cov_r", "cov_p"}}``), checked."""
+    if not curves:
+        raise ValueError("curves: expected at least one named coverage curve, got none")
+    grid = None
+    for name, curve in curves.items():
+        try:
+            taus = np.asarray(curve["threshold"], dtype=np.float64)
+            values = [np.asarray(curve[key], dtype=np.float64) for key in ("cov_r", "cov_p")]
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"curves: {name!r} must hold 'threshold', 'cov_r' and 'cov_p' lists of numbers") from None
+        if taus.ndim != 1 or any(v.shape != taus.shape for v in values):
+            raise ValueError(f"curves: {name!r} has 'threshold', 'cov_r' and 'cov_p' of different lengths")
+        if grid is not None and not np.array_equal(grid, taus):
+            raise ValueError(f"curves: {name!r} is on another threshold grid than the first curve; use one grid")
+        grid = taus
+    return grid
+
+
+def write_coverage_curves(curves: Mapping[str, Mapping[str, object]], path: str | Path, unit: str,
+                          threshold: float, floor: str | None = None) -> Path:
+    """Writes COV-R/COV-P against the threshold of every row as JSON (atomically).
+
+    The file holds ``{"unit", "table_threshold", "floor", "threshold": [...], "rows": {name: {"cov_r": [...],
+    "cov_p": [...]}}}``, coverages as fractions in [0, 1], thresholds in ``unit``.
+
+    Args:
+        curves: ``{name: {"threshold", "cov_r", "cov_p"}}`` on one threshold grid (see
+            :func:`~bfr_fast.metrics.molecular.coverage_curve`).
+        path: the JSON file to write.
+        unit: the thresholds' unit, e.g. ``"angstrom"``.
+        threshold: the threshold of the results table, same unit.
+        floor: the name of the curve that is the reference data's own floor, if any.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: for empty or malformed curves, or curves on different grids.
+    """
+    grid = _check_curves(curves)
+    payload = {"unit": unit, "table_threshold": float(threshold), "floor": floor, "threshold": grid.tolist(),
+               "rows": {name: {key: [float(v) for v in curve[key]] for key in ("cov_r", "cov_p")}
+                        for name, curve in curves.items()}}
+    text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
+    return atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def plot_coverage_curves(curves: Mapping[str, Mapping[str, object]], path: str | Path, unit: str,
+                         threshold: float, floor: str | None = None) -> Path:
+    """COV-R and COV-P (%) against the RMSD threshold (log axis), one line per row, the floor dashed in black.
+
+    Args:
+        curves: ``{name: {"threshold", "cov_r", "cov_p"}}`` on one grid, coverages as fractions.
+        path: the PNG file to write.
+        unit: the thresholds' unit for the axis label, e.g. ``"Å"``.
+        threshold: the results table's threshold, marked by a vertical line.
+        floor: the name of the floor curve (drawn dashed, black), if any.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: for empty or malformed curves, or curves on different grids.
+    """
+    from matplotlib.figure import Figure
+
+    grid = _check_curves(curves)
+    figure = Figure(figsize=(11.0, 4.2))
+    for column, (key, title) in enumerate((("cov_r", "COV-R (recall)"), ("cov_p", "COV-P (precision)"))):
+        axes = figure.add_subplot(1, 2, column + 1)
+        for name, curve in curves.items():
+            style = dict(color="black", linestyle="--", linewidth=2.0) if name == floor else dict(linewidth=1.2)
+            axes.plot(grid, 100 * np.asarray(curve[key], dtype=np.float64), label=name, **style)
+        axes.axvline(threshold, color="grey", linewidth=0.8, linestyle=":")
+        axes.set_xscale("log")
+        axes.set_xlabel(f"threshold τ ({unit})")
+        axes.set_ylabel(f"{title.split()[0]} (%)")
+        axes.set_title(f"{title}; table τ = {threshold:g} {unit}", fontsize="medium")
+        axes.set_ylim(-2, 102)
+        if column == 1:
+            axes.legend(fontsize="x-small", loc="lower right")
     return _save(figure, path)

@@ -190,3 +190,80 @@ def test_molecular_metrics_uses_given_generated_energies(short_md, frames):
     assert given["mean_reference"] == pytest.approx(computed["mean_reference"])
     with pytest.raises(ValueError, match="generated_energies"):
         molecular_metrics(frames[:20], frames[20:], short_md.topology, threshold=0.05, generated_energies=energies[:5])
+
+
+def _xh_bonds(topology) -> list[tuple[int, int]]:
+    return [(a.index, b.index) for a, b in topology.bonds if "H" in (a.element.symbol, b.element.symbol)]
+
+
+def _lengths(x: np.ndarray, bonds: list[tuple[int, int]]) -> np.ndarray:
+    return np.stack([np.linalg.norm(x[:, i] - x[:, j], axis=-1) for i, j in bonds], axis=1)
+
+
+def test_constraints_restore_stretched_hydrogen_bonds_and_lower_the_energy(short_md):
+    x = short_md.coordinates[:4].astype(np.float64)
+    bonds = _xh_bonds(short_md.topology)
+    md_lengths = _lengths(x, bonds)  # the MD's constrained lengths, the force field's r0
+    stretched = x.copy()
+    for i, j in bonds:  # every X-H bond 20 % longer, the hydrogen moved along the bond
+        stretched[:, j if short_md.topology.atom(j).element.symbol == "H" else i] += 0.2 * (
+            x[:, j] - x[:, i]) * (1 if short_md.topology.atom(j).element.symbol == "H" else -1)
+    assert np.abs(_lengths(stretched, bonds) / md_lengths - 1.2).max() < 1e-6
+    projected = molecular.apply_constraints(stretched, short_md.topology)
+    np.testing.assert_allclose(_lengths(projected, bonds), md_lengths, rtol=1e-5)
+    flexible = openmm_energies(stretched, short_md.topology)
+    constrained = openmm_energies(stretched, short_md.topology, constrain=True)
+    md = openmm_energies(x, short_md.topology)
+    # the stretch costs hundreds of kJ/mol; projected back, the conformer is near the MD frame again (not on it:
+    # the projection is mass-weighted, so each heavy atom takes a share of its hydrogens' corrections)
+    assert (flexible > md + 200).all() and (constrained < flexible - 200).all()
+    np.testing.assert_allclose(constrained, md, atol=10.0)
+    # MD frames already satisfy the constraints: the projection leaves their energies as they are
+    np.testing.assert_allclose(openmm_energies(x, short_md.topology, constrain=True), md, atol=1e-3)
+
+
+def test_constraints_mark_broken_frames(short_md):
+    x = short_md.coordinates[:2].astype(np.float64)
+    x[1, 3, 0] = np.nan
+    energies = openmm_energies(x, short_md.topology, constrain=True)
+    assert np.isfinite(energies[0]) and np.isnan(energies[1])
+
+
+def test_a_topology_without_its_hydrogens_has_no_force_field(short_md):
+    heavy = heavy_atom_indices(short_md.topology)
+    with pytest.raises(ValueError, match=r"^topology: no force field .* missing 3 H atoms") as error:
+        openmm_energies(short_md.coordinates[:2, heavy], short_md.topology.subset(heavy))
+    assert "\n" not in str(error.value)
+
+
+def _brute_force_rmsd(a: np.ndarray, b: np.ndarray) -> float:
+    """RMSD after optimal superposition by Kabsch, by SVD, for one pair of (atoms, 3) frames."""
+    a, b = a - a.mean(axis=0), b - b.mean(axis=0)
+    u, _, vt = np.linalg.svd(a.T @ b)
+    d = np.sign(np.linalg.det(u @ vt))
+    rotation = u @ np.diag([1.0, 1.0, d]) @ vt
+    return float(np.sqrt(((a @ rotation - b) ** 2).sum(axis=1).mean()))
+
+
+def test_coverage_curve_matches_a_brute_force_count():
+    rng = np.random.default_rng(3)
+    generated, reference = rng.normal(size=(6, 5, 3)), rng.normal(size=(9, 5, 3))
+    matrix = np.array([[_brute_force_rmsd(g, r) for r in reference] for g in generated])
+    taus = np.linspace(0.0, matrix.max() * 1.1, 25)
+    to_reference, to_generated = molecular.nearest_rmsd(generated, reference)
+    np.testing.assert_allclose(to_reference, matrix.min(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(to_generated, matrix.min(axis=0), rtol=1e-5)
+    curve = molecular.coverage_curve(to_reference, to_generated, taus)
+    assert curve["threshold"] == taus.tolist()
+    np.testing.assert_array_equal(curve["cov_r"], [(matrix.min(axis=0) <= t).mean() for t in taus])
+    np.testing.assert_array_equal(curve["cov_p"], [(matrix.min(axis=1) <= t).mean() for t in taus])
+    # at each reference's own minimum the count includes it (<=, as the table does)
+    ties = np.sort(to_generated.numpy())
+    tied = molecular.coverage_curve(to_reference, to_generated, ties)
+    np.testing.assert_array_equal(tied["cov_r"], np.arange(1, 10) / 9)
+    # the curve at a threshold is the table's coverage at that threshold
+    for i, tau in enumerate(taus[1:], start=1):
+        table = coverage_amr(generated, reference, threshold=tau)
+        assert (table["cov_r"], table["cov_p"]) == (curve["cov_r"][i], curve["cov_p"][i])
+    with pytest.raises(ValueError, match="thresholds"):
+        molecular.coverage_curve(to_reference, to_generated, [-0.1])

@@ -57,7 +57,9 @@ def create_system(topology: Any, forcefield: tuple[str, ...] = DEFAULT_FORCEFIEL
         The :class:`openmm.System`.
 
     Raises:
-        ValueError: if ``constraints`` is not "HBonds" or None, or ``forcefield`` is empty.
+        ValueError: if ``constraints`` is not "HBonds" or None, ``forcefield`` is empty, or the force field has
+            no parameters for the topology (one line naming the first residue it cannot match, e.g. a topology
+            without its hydrogens, or a residue the force field does not know).
     """
     from openmm import app
 
@@ -65,5 +67,10 @@ def create_system(topology: Any, forcefield: tuple[str, ...] = DEFAULT_FORCEFIEL
     if not forcefield:
         raise ValueError("forcefield: expected at least one force-field XML file, got none")
     field = app.ForceField(*forcefield)
-    return field.createSystem(topology, nonbondedMethod=app.NoCutoff,
-                              constraints=app.HBonds if constraints == "HBonds" else None)
+    try:
+        return field.createSystem(topology, nonbondedMethod=app.NoCutoff,
+                                  constraints=app.HBonds if constraints == "HBonds" else None)
+    except (ValueError, KeyError) as error:  # OpenMM's own text runs over several sentences and a link
+        why = " ".join(str(error).split()).split(" You may ")[0].split(" For more information")[0]
+        raise ValueError(f"topology: no force field ({', '.join(forcefield)}) can be built for it: {why} "
+                         "(energies need every atom of residues the force field knows, hydrogens included)") from None
