@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bfr_fast.train.options import PRECISIONS, RunOptions, json_value
+from bfr_fast.train.options import ENERGY_CONSTRAINTS, PRECISIONS, RunOptions, json_value
 from bfr_fast.train.recipes import DEFAULT_RECIPE, RECIPES, RunContext
 from bfr_fast.train.run_folder import RunFolder
 from bfr_fast.train.runner import execute, guarded_main
@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoints")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="seed of training and of the evaluation noise")
-    parser.add_argument("--data", help="data set: digits, mnist5k, mnist, cifar10, folder or npz (recipe default)")
+    parser.add_argument("--data", help="data set: digits, mnist5k, mnist, cifar10, folder or npz; ala2 recipes: "
+                        "ala2[:NANOSECONDS[:FRAMES]] or a trajectory file mdtraj reads (recipe default)")
     parser.add_argument("--data-root", type=Path, help="file or folder of a user data set (mnist, cifar10, ...)")
     parser.add_argument("--steps", type=int, help="training steps of each network (recipe default)")
     parser.add_argument("--base-steps", type=int, help="training steps of the base generator of the refiner "
@@ -45,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--select", help="comma-separated parts of a recipe to run (defar: methods, curve, "
                         "finetune, paper-optim; default fm,ip,defar,finetune; defar-ablation: tables, default all)")
     parser.add_argument("--cache-dir", type=Path, help="cache of trained feature extractors (~/.cache/bfr_fast)")
+    parser.add_argument("--topology", type=Path, help="ala2 recipes with --data TRAJECTORY: its topology (a PDB, "
+                        "or any file mdtraj reads a topology from)")
+    parser.add_argument("--selection", help="ala2 recipes: the atoms to model, in mdtraj's selection language "
+                        "(default: all atoms, which OpenMM energies need; e.g. 'not element H')")
+    parser.add_argument("--energy-constraints", choices=ENERGY_CONSTRAINTS, help="ala2 recipes: project generated "
+                        "conformers onto the MD's X-H bond constraints before their energy (hbonds, the default) "
+                        "or not (none)")
     return parser
 
 

@@ -13,7 +13,11 @@ from bfr_fast.metrics.image import PRECISION_RECALL_K
 from bfr_fast.metrics.inception import InceptionExtractor
 from bfr_fast.train.trainer import PRECISIONS
 
-PATH_OPTIONS = ("out", "data_root", "inception", "cache_dir")
+PATH_OPTIONS = ("out", "data_root", "inception", "cache_dir", "topology")
+
+ENERGY_CONSTRAINTS = ("hbonds", "none")
+"""``--energy-constraints``: project generated conformers onto the MD's X-H bond constraints before their energy
+(``hbonds``, the molecular recipes' default) or score them as generated (``none``)."""
 
 
 def default_cache_dir() -> Path:
@@ -63,6 +67,9 @@ class RunOptions:
     resume: bool = False
     seeds: int | None = None
     select: str | None = None
+    topology: Path | None = None
+    selection: str | None = None
+    energy_constraints: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "base_steps", "batch_size", "num_samples", "sampler_steps", "seeds"):
@@ -83,6 +90,11 @@ class RunOptions:
                 raise ValueError(f"--inception: {error}") from None
         if self.select is not None and not [p for p in self.select.split(",") if p.strip()]:
             raise ValueError(f"--select must name at least one part, got {self.select!r}")
+        if self.selection is not None and not self.selection.strip():
+            raise ValueError("--selection must be an mdtraj atom selection such as 'all' or 'not element H', got ''")
+        if self.energy_constraints is not None and self.energy_constraints not in ENERGY_CONSTRAINTS:
+            raise ValueError(f"--energy-constraints must be one of {ENERGY_CONSTRAINTS}, "
+                             f"got {self.energy_constraints!r}")
 
     def to_json(self) -> dict[str, Any]:
         return {k: json_value(v) for k, v in asdict(self).items()}

@@ -76,13 +76,15 @@ def test_ala2_is_registered():
 
 def test_ddpm_base_gives_the_same_table(tmp_path, md_cache):
     out = tmp_path / "ala2-ddpm"
-    assert main(_args(out, md_cache, recipe="ala2-ddpm")) == 0
+    assert main(_args(out, md_cache, "--energy-constraints", "none", recipe="ala2-ddpm")) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["recipe"] == "ala2-ddpm" and metrics["base"] == "ddpm"
+    assert metrics["recipe"] == "ala2-ddpm" and metrics["base"] == "ddpm" and metrics["energy_constraints"] == "none"
+    assert all(r["energy_constraints"] == "none" for r in metrics["rows"])
     assert [(r["method"], r["nfe_base"], r["nfe_refiner"]) for r in metrics["rows"]] == EXPECTED
     assert all(0.0 <= r["cov_r"] <= 1.0 and r["amr_p"] > 0 for r in metrics["rows"])
     _assert_refined_rows_differ_from_the_base(metrics["rows"])
-    assert "DDPM, probability-flow ODE" in (out / "results.md").read_text()
+    results = (out / "results.md").read_text()
+    assert "DDPM, probability-flow ODE" in results and "of the conformers as generated (X–H bonds flexible" in results
 
 
 def test_run_folder_holds_networks_figures_and_results(short_run):
@@ -99,8 +101,9 @@ def test_run_folder_holds_networks_figures_and_results(short_run):
 def test_rows_are_the_table_with_sane_metrics(short_run):
     out, md_cache = short_run
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["recipe"] == "ala2" and metrics["base"] == "fm" and metrics["threshold_nm"] == 0.05
-    assert metrics["threshold_angstrom"] == pytest.approx(0.5)
+    assert metrics["recipe"] == "ala2" and metrics["base"] == "fm" and metrics["threshold_angstrom"] == 0.05
+    assert metrics["threshold_nm"] == pytest.approx(0.005)  # the paper's ALA2 τ, Table 5
+    assert metrics["energy_constraints"] == "hbonds" and metrics["energies_absent"] is None
     rows = metrics["rows"]
     assert [(r["method"], r["nfe_base"], r["nfe_refiner"]) for r in rows] == EXPECTED
     for row in rows + [metrics["md_train"]]:
@@ -121,8 +124,28 @@ def test_rows_are_the_table_with_sane_metrics(short_run):
         100 * (floor["mean_generated"] - floor["mean_reference"]) / abs(floor["mean_reference"]))
     _assert_refined_rows_differ_from_the_base(rows)
     table = (out / "results.md").read_text()
-    assert "COV-R (%)" in table and "AMR-P (Å)" in table and "| lfr | 2 | 10 |" in table
-    assert "excluded (E > 500 kJ/mol)" in table and "0.05 nm = 0.5 Å" in table
+    assert "COV-R (%, τ = 0.05 Å)" in table and "AMR-P (Å)" in table and "| lfr | 2 | 10 |" in table
+    assert "excluded (E > 500 kJ/mol)" in table and "τ = 0.05 Å (0.005 nm" in table
+    assert "after projecting each generated conformer onto the MD's X–H bond constraints" in table
+
+
+def test_coverage_curves_hold_every_row_and_the_floor(short_run):
+    out, _ = short_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    curves = json.loads((out / "samples" / "coverage_curves.json").read_text())
+    assert curves["unit"] == "angstrom" and curves["table_threshold"] == 0.05
+    assert Image.open(out / "samples" / "coverage_curves.png").size[0] > 400
+    taus = curves["threshold"]
+    assert taus == sorted(taus) and taus[0] == pytest.approx(0.01) and taus[-1] == pytest.approx(1.0)
+    at = taus.index(0.05)
+    labels = [r["method"] if r["method"] == "base" else f"{r['method']} {r['nfe_refiner']} NFE"
+              for r in metrics["rows"]]
+    assert list(curves["rows"]) == [curves["floor"], *labels] and "MD" in curves["floor"]
+    for row, label in [(metrics["md_train"], curves["floor"]), *zip(metrics["rows"], labels)]:
+        curve = curves["rows"][label]
+        assert (curve["cov_r"][at], curve["cov_p"][at]) == (row["cov_r"], row["cov_p"]), label
+        assert all(0 <= a <= b <= 1 for a, b in zip(curve["cov_r"], curve["cov_r"][1:])), label  # non-decreasing
+        assert "coverage_curve" not in row
 
 
 def test_resume_loads_finished_networks_without_retraining(short_run):

@@ -223,6 +223,8 @@ def test_resume_from_a_truncated_checkpoint_gives_one_error_line(short_run, tmp_
 @pytest.mark.parametrize(("recipe", "option"), [
     ("flow", ["--select", "fm"]), ("flow", ["--seeds", "2"]),
     ("flow", ["--base-steps", "5"]), ("flow", ["--sampler-steps", "5"]), ("ala2", ["--data-root", "/tmp"]),
+    ("flow", ["--topology", "/tmp/top.pdb"]), ("flow", ["--selection", "all"]),
+    ("flow", ["--energy-constraints", "none"]),
 ])
 def test_an_option_the_recipe_does_not_use_is_refused(recipe, option, tmp_path, quick, capsys):
     out = tmp_path / "run"

@@ -16,7 +16,7 @@ from bfr_fast.data.molecules.reference_md import ReferenceMD, generate_reference
 from bfr_fast.data.molecules.standardizer import Standardizer
 from bfr_fast.data.molecules.structures import ALANINE_DIPEPTIDE_PDB
 from bfr_fast.data.molecules.trajectory import COORDINATE_KEYS, atom_masses, heavy_atom_indices
-from bfr_fast.data.molecules.trajectory import load_trajectory, remove_center_of_mass
+from bfr_fast.data.molecules.trajectory import load_trajectory, remove_center_of_mass, select_atoms
 
 __all__ = [
     "ALANINE_DIPEPTIDE_PDB",
@@ -46,4 +46,5 @@ __all__ = [
     "random_rotation_matrices",
     "reference_md_path",
     "remove_center_of_mass",
+    "select_atoms",
 ]

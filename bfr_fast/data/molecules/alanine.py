@@ -31,7 +31,8 @@ def reference_md_path(cache_dir: str | Path, nanoseconds: float = DEFAULT_NANOSE
 def alanine_dipeptide(cache_dir: str | Path, nanoseconds: float = DEFAULT_NANOSECONDS,
                       frames: int = DEFAULT_FRAMES, temperature: float = 300.0, seed: int = 0, *,
                       test_fraction: float = DEFAULT_TEST_FRACTION, blocks: int = DEFAULT_SPLIT_BLOCKS,
-                      align: bool = False, platform: str = "Reference", progress: bool = True) -> MoleculeDataset:
+                      align: bool = False, platform: str = "Reference", progress: bool = True,
+                      selection: str | None = None) -> MoleculeDataset:
     """The alanine dipeptide data set (ACE-ALA-NME, 22 atoms), from a cached reference MD run.
 
     If :func:`reference_md_path` does not exist yet, the MD is run first (with a progress bar) by
@@ -50,6 +51,7 @@ def alanine_dipeptide(cache_dir: str | Path, nanoseconds: float = DEFAULT_NANOSE
         align: superpose all frames onto the first by heavy atoms before centring.
         platform: OpenMM platform, should the MD have to run.
         progress: show the MD progress bar.
+        selection: keep only these atoms (mdtraj's selection language); ``None`` keeps all 22.
 
     Returns:
         The data set; its ``provenance`` is the MD's, plus the cache path.
@@ -69,4 +71,4 @@ def alanine_dipeptide(cache_dir: str | Path, nanoseconds: float = DEFAULT_NANOSE
         raise ValueError(f"{path}: cached with {wrong}, expected {({key: wanted[key] for key in wrong})}; "
                          "delete it or use another cache_dir")
     return molecule_dataset(reference.to_mdtraj(), "ala2", test_fraction, blocks, align=align,
-                            provenance={**stored, "cache_path": str(path)})
+                            provenance={**stored, "cache_path": str(path)}, selection=selection)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from bfr_fast.checks import finite_float, integer
-from bfr_fast.data.molecules.trajectory import atom_masses, heavy_atom_indices, remove_center_of_mass
+from bfr_fast.data.molecules.trajectory import atom_masses, heavy_atom_indices, remove_center_of_mass, select_atoms
 
 __all__ = ["DEFAULT_SPLIT_BLOCKS", "DEFAULT_TEST_FRACTION", "MoleculeDataset", "block_split", "molecule_dataset"]
 
@@ -121,8 +121,9 @@ def block_split(n_frames: int, test_fraction: float = DEFAULT_TEST_FRACTION,
 
 def molecule_dataset(trajectory: mdtraj.Trajectory, name: str, test_fraction: float = DEFAULT_TEST_FRACTION,
                      blocks: int = DEFAULT_SPLIT_BLOCKS, align: bool = False,
-                     provenance: dict[str, Any] | None = None) -> MoleculeDataset:
-    """Builds a :class:`MoleculeDataset` from a trajectory: optional alignment, centring, a block split.
+                     provenance: dict[str, Any] | None = None, selection: str | None = None) -> MoleculeDataset:
+    """Builds a :class:`MoleculeDataset` from a trajectory: an atom selection, optional alignment, centring, a
+    block split.
 
     Args:
         trajectory: frames in time order (e.g. from :func:`~bfr_fast.data.molecules.load_trajectory`).
@@ -133,10 +134,22 @@ def molecule_dataset(trajectory: mdtraj.Trajectory, name: str, test_fraction: fl
             rigid superposition), so that models which are not rotation-equivariant see one orientation;
             RMSD-based metrics are unaffected either way.
         provenance: recorded on the data set as is.
+        selection: keep only these atoms (mdtraj's selection language, see
+            :func:`~bfr_fast.data.molecules.select_atoms`), before anything else; ``None`` keeps every atom.
+            The data set's topology is then the selected atoms' (with the bonds between them).
 
     Returns:
         The data set, coordinates float32 in nm with the centre of mass removed.
+
+    Raises:
+        ValueError: a selection that cannot be parsed or selects nothing, one without a heavy atom when
+            ``align`` is set (the superposition is on heavy atoms), or too few frames for the split.
     """
+    if selection is not None:
+        trajectory = trajectory.atom_slice(select_atoms(trajectory.topology, selection))
+    if align and heavy_atom_indices(trajectory.topology).size == 0:
+        raise ValueError(f"selection: {selection!r} holds no heavy atom; the frames are superposed on their heavy "
+                         "atoms, select some (e.g. 'not element H')")
     if align:
         # superpose works in place: align a copy, against a copy of the first frame.
         trajectory = mdtraj.Trajectory(trajectory.xyz.copy(), trajectory.topology)

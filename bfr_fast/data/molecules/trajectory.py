@@ -16,7 +16,8 @@ import torch
 from bfr_fast.checks import positive_int
 from bfr_fast.data.user_files import missing_file_error, read_npz
 
-__all__ = ["COORDINATE_KEYS", "atom_masses", "heavy_atom_indices", "load_trajectory", "remove_center_of_mass"]
+__all__ = ["COORDINATE_KEYS", "atom_masses", "heavy_atom_indices", "load_trajectory", "remove_center_of_mass",
+           "select_atoms"]
 
 COORDINATE_KEYS = ("coordinates", "xyz")
 """Keys under which a ``.npz`` trajectory holds its ``(frames, atoms, 3)`` coordinates in nanometres."""
@@ -81,7 +82,11 @@ def _load_one(path: Path, topology: mdtraj.Topology | None, stride: int) -> mdtr
     if path.suffix.lower() != ".npz":
         if path.suffix.lower() in _SELF_DESCRIBING:
             return mdtraj.load(str(path), stride=stride)
-        return mdtraj.load(str(path), top=topology, stride=stride)
+        try:
+            return mdtraj.load(str(path), top=topology, stride=stride)
+        except ValueError:  # mdtraj's text spans lines and does not say which file or how many atoms
+            raise ValueError(f"trajectory_paths: {path} does not match the topology ({topology.n_atoms} atoms): "
+                             "its atom count differs; pass the topology it was written with") from None
     arrays = read_npz(path, _HOW)
     keys = [key for key in COORDINATE_KEYS if key in arrays]
     if not keys:
@@ -94,6 +99,31 @@ def _load_one(path: Path, topology: mdtraj.Topology | None, stride: int) -> mdtr
     if xyz.shape[1] != topology.n_atoms:
         raise ValueError(f"trajectory_paths: {path} has {xyz.shape[1]} atoms, the topology has {topology.n_atoms}")
     return mdtraj.Trajectory(xyz[::stride].astype(np.float32), topology)
+
+
+def select_atoms(topology: mdtraj.Topology, selection: str | None) -> np.ndarray:
+    """``(atoms,)`` int64 indices of the atoms that ``selection`` picks, in topology order.
+
+    Args:
+        topology: the system's topology.
+        selection: an expression of mdtraj's atom selection language (e.g. ``"not element H"``,
+            ``"protein and name CA"``); ``None`` or ``"all"`` selects every atom.
+
+    Raises:
+        ValueError: a selection mdtraj cannot parse, or one that selects no atom (one line each).
+    """
+    if selection is None:
+        return np.arange(topology.n_atoms, dtype=np.int64)
+    try:
+        picked = topology.select(selection)
+    except Exception as error:  # pyparsing's and mdtraj's own error types, messages over several lines
+        why = " ".join(str(error).split())
+        raise ValueError(f"selection: mdtraj cannot parse {selection!r} ({why}); see mdtraj's atom selection "
+                         "language, e.g. 'not element H'") from None
+    if picked.size == 0:
+        raise ValueError(f"selection: {selection!r} selects none of the topology's {topology.n_atoms} atoms; "
+                         "check the residue and atom names (e.g. 'all' or 'not element H')")
+    return np.asarray(picked, dtype=np.int64)
 
 
 def atom_masses(topology: mdtraj.Topology) -> np.ndarray:

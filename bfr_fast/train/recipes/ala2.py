@@ -1,4 +1,5 @@
-r"""``ala2``: the molecular experiment of Bi-stage Flow Refinement (Table 5, Figure 6) on alanine dipeptide.
+r"""``ala2``: the molecular experiment of Bi-stage Flow Refinement (Table 5, Figure 6), on alanine dipeptide or a
+user's trajectory.
 
 Steps (each network checkpointed in the run folder; ``--resume`` loads what is finished instead of redoing it):
 
@@ -6,6 +7,12 @@ Steps (each network checkpointed in the run folder; ``--resume`` loads what is f
    ff99SB-ILDN + OBC, 300 K; by default 10 ns, 50 000 frames, which visits beta/C7eq and alpha_R about 59/41 %),
    run once and cached in ``--cache-dir``; ``--data ala2:NANOSECONDS:FRAMES`` picks another length. Time-block
    split: 40 000 training frames, 10 000 held-out test frames, the reference set of every metric.
+   **A user's MD** instead: ``--data TRAJECTORY --topology PDB`` (any trajectory mdtraj reads: DCD, XTC, TRR,
+   NetCDF, PDB, HDF5, or a ``.npz`` of coordinates; :func:`load_trajectory_dataset`), its frames in file order
+   taken as time order and split the same way (20 blocks, a fifth held out). ``--selection`` (mdtraj's selection
+   language) keeps some atoms, for either data; the default is every atom, because the OpenMM energies need a
+   complete topology (hydrogens included): a heavy-atom selection is modelled and scored by COV/AMR, and its
+   energy columns read "—" with the reason (the force field cannot be built for it) in the results.
 2. **Alignment (the choice, and why).** Every frame is superposed onto the first frame by its heavy atoms
    (Kabsch, ``align=True``) before centring, and no random rotations are applied at training. An MD frame
    tumbles freely, so unaligned data is the conformational distribution convolved with SO(3): a plain MLP on
@@ -29,11 +36,17 @@ Steps (each network checkpointed in the run folder; ``--resume`` loads what is f
    training frames; each a smaller residual MLP.
 6. **Evaluation**, from the same noise for every row: base, +noise injection (1 NFE), +FMRefiner (1 NFE),
    +DFR (1 and 10 NFE), +LFR (1 and 10 NFE), ``num_samples`` (10 000) conformers each: COV-R, COV-P, AMR-R, AMR-P
-   on heavy atoms at τ = :data:`THRESHOLD_NM` (0.5 Å), the energy error % of the mean OpenMM energy with
-   samples above :data:`ENERGY_CUTOFF` kJ/mol excluded (the count beside it; the uncut error is in
-   ``metrics.json``), and the alpha_R / beta basin populations. A row of MD training frames scored the same way
-   shows the floor of these metrics. Figures: ``samples/energies.png`` (Figure 6: energy histograms of the
-   reference, base and every refiner) and ``samples/ramachandran.png`` (reference vs every row).
+   on heavy atoms at τ = :data:`THRESHOLD_ANGSTROM` (0.05 Å, the paper's), COV against τ over
+   :data:`CURVE_ANGSTROM` for every row, the energy error % of the mean OpenMM energy with samples above
+   :data:`ENERGY_CUTOFF` kJ/mol excluded (the count beside it; the uncut error is in ``metrics.json``), and the
+   alpha_R / beta basin populations (dipeptides). **Like with like:** the reference MD constrains every X–H
+   bond to its force-field length, so each generated conformer is first projected onto those constraints
+   (OpenMM ``applyConstraints``, :func:`~bfr_fast.metrics.molecular.apply_constraints`) and its energy taken
+   there; ``--energy-constraints none`` scores the conformers as generated, X–H stretch included. COV/AMR and
+   the basins are of the conformers as generated. A row of MD training frames scored the same way shows the
+   floor of these metrics. Figures: ``samples/energies.png`` (Figure 6: energy histograms of the reference,
+   base and every refiner), ``samples/ramachandran.png`` (reference vs every row) and
+   ``samples/coverage_curves.{png,json}`` (COV-R and COV-P against τ in Å, the MD floor dashed).
 
 ``--steps`` sets every network's steps, ``--sampler-steps`` the base sampler, ``--num-samples`` the conformers per
 row. Budget: :func:`ala2_budget`; its measured wall times are in ``docs/results/ala2``.
@@ -43,6 +56,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,6 +70,10 @@ from bfr_fast.data.molecules import (
     MoleculeDataset,
     Standardizer,
     alanine_dipeptide,
+    create_system,
+    load_trajectory,
+    molecule_dataset,
+    openmm_topology,
 )
 from bfr_fast.losses import EpsPredictionLoss, FlowMatchingLoss
 from bfr_fast.metrics.molecular import ANGSTROMS_PER_NM, energy_error, molecular_metrics, openmm_energies
@@ -66,7 +84,8 @@ from bfr_fast.pipelines.refinement import cached_inversion, cached_pool, fit_ref
 from bfr_fast.pipelines.sampling import SamplerSpec, source_noise
 from bfr_fast.pipelines.training import fit_network
 from bfr_fast.report import markdown_table
-from bfr_fast.report.molecular_plots import plot_energy_histograms, plot_ramachandran
+from bfr_fast.report.molecular_plots import plot_coverage_curves, plot_energy_histograms, plot_ramachandran
+from bfr_fast.report.molecular_plots import write_coverage_curves
 from bfr_fast.solvers.ode_solver import VelocityModel
 from bfr_fast.train.options import default_cache_dir
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
@@ -74,8 +93,19 @@ from bfr_fast.train.recipes.common import base_steps, batch_size, optimisation, 
 
 log = logging.getLogger("bfr_fast")
 
-THRESHOLD_NM = 0.05
-"""COV threshold τ on heavy-atom RMSD: 0.05 nm = 0.5 Å (GeoDiff's QM9 value; alanine dipeptide is as small)."""
+THRESHOLD_ANGSTROM = 0.05
+"""COV threshold τ on heavy-atom RMSD, in Å: the paper's Table 5 value for ALA2 (0.005 nm). At the 0.5 Å used
+before, every row covered 100 % (the MD's own AMR is about 0.08 Å), so coverage could not tell rows apart."""
+
+THRESHOLD_NM = THRESHOLD_ANGSTROM / ANGSTROMS_PER_NM
+""":data:`THRESHOLD_ANGSTROM` in nm, the coordinates' unit."""
+
+CURVE_ANGSTROM: tuple[float, ...] = tuple(
+    float(tau) for tau in np.unique(np.append(np.geomspace(0.01, 1.0, 41), THRESHOLD_ANGSTROM)))
+"""Thresholds in Å of the COV-against-τ curves (``samples/coverage_curves.{png,json}``): 41 log-spaced values
+from 0.01 to 1 Å, plus the table's τ, so the curves hold the table's coverages exactly."""
+
+FLOOR_LABEL = "MD training frames (floor)"
 
 ENERGY_CUTOFF = 500.0
 """kJ/mol: generated conformers above it are left out of the energy error (about 200 kT at 300 K; the reference
@@ -144,11 +174,106 @@ def parse_data(name: str | None) -> tuple[float, int]:
     return nanoseconds, frames
 
 
+def is_builtin(data: str | None) -> bool:
+    """Whether ``--data`` names the built-in alanine dipeptide MD (``ala2[:...]``) rather than a trajectory file."""
+    return data is None or data.split(":")[0] == DATA_NAME
+
+
+# Argument names of the data layer's errors, and the flags a CLI user typed for them.
+_FLAGS = (("topology_path:", "--topology:"), ("trajectory_paths:", "--data:"), ("selection:", "--selection:"),
+          ("n_frames must be", "--data: the trajectory's frame count must be"))
+
+
+def _as_flag(message: str) -> str:
+    for argument, flag in _FLAGS:
+        if message.startswith(argument):
+            return flag + message[len(argument):]
+    return message
+
+
+def load_trajectory_dataset(data: str | Path, topology: str | Path | None,
+                            selection: str | None = None) -> MoleculeDataset:
+    """A user's trajectory as the recipe's data set: selected atoms, aligned, centred, split in time blocks.
+
+    The same preprocessing as the built-in MD (:func:`~bfr_fast.data.molecules.molecule_dataset` with
+    ``align=True``): the atoms of ``selection`` are kept, every frame is superposed onto the first by its heavy
+    atoms and centred, and the frames, taken in file order as time order, are split into training and test
+    frames by :func:`~bfr_fast.data.molecules.block_split` (20 blocks, a fifth held out).
+
+    Args:
+        data: a trajectory file mdtraj reads (DCD, XTC, TRR, NetCDF, PDB, HDF5, ...) or a ``.npz`` of
+            coordinates (see :func:`~bfr_fast.data.molecules.load_trajectory`).
+        topology: its topology (a PDB); may be ``None`` for a PDB or HDF5 trajectory.
+        selection: the atoms to keep, in mdtraj's selection language; ``None`` keeps every atom.
+
+    Returns:
+        The data set, named after the trajectory file.
+
+    Raises:
+        ValueError: one line naming the CLI flag: a missing trajectory, a trajectory that does not match its
+            topology, a selection that cannot be parsed or selects nothing, fewer than 20 frames.
+        FileNotFoundError: a topology file that does not exist.
+    """
+    path = Path(data).expanduser()
+    if not path.is_file():
+        raise ValueError(f"--data: {str(data)!r} is neither {DATA_NAME}[:NANOSECONDS[:FRAMES]] nor a trajectory "
+                         "file; pass an existing file (DCD, XTC, PDB, HDF5, ...) and its --topology")
+    try:
+        trajectory = load_trajectory(topology, path)
+        return molecule_dataset(trajectory, path.stem, align=True, selection=selection,
+                                provenance={"trajectory": str(path), "topology": None if topology is None
+                                            else str(topology), "frames": trajectory.n_frames})
+    except ValueError as error:
+        raise ValueError(_as_flag(str(error))) from None
+
+
 def load_ala2(ctx: RunContext) -> MoleculeDataset:
-    """The aligned alanine dipeptide data set (the reference MD run first if it is not in the cache)."""
-    nanoseconds, frames = parse_data(ctx.options.data)
-    return alanine_dipeptide(ctx.options.cache_dir or default_cache_dir(), nanoseconds, frames,
-                             seed=0, align=True, progress=ctx.dist.is_main)
+    """The recipe's data set: the aligned alanine dipeptide MD (run first if it is not in the cache), or the
+    user's ``--data`` trajectory with its ``--topology``; either cut to ``--selection``."""
+    options = ctx.options
+    if not is_builtin(options.data):
+        return load_trajectory_dataset(options.data, options.topology, options.selection)
+    if options.topology is not None:
+        raise ValueError(f"--topology: only with --data TRAJECTORY (the built-in {DATA_NAME} MD has its own); drop "
+                         "--topology or pass your trajectory file as --data")
+    nanoseconds, frames = parse_data(options.data)
+    try:
+        return alanine_dipeptide(options.cache_dir or default_cache_dir(), nanoseconds, frames, seed=0,
+                                 align=True, progress=ctx.dist.is_main, selection=options.selection)
+    except ValueError as error:
+        raise ValueError(_as_flag(str(error))) from None
+
+
+@dataclass(frozen=True)
+class EnergyModel:
+    """How a run scores energies.
+
+    Attributes:
+        absent: Why there are no energies (the force field cannot be built for the topology), or None.
+        constrain: Whether generated conformers are projected onto the MD's X-H constraints first.
+    """
+
+    absent: str | None
+    constrain: bool
+
+    @property
+    def constraints(self) -> str:
+        """The ``--energy-constraints`` value this stands for."""
+        return "hbonds" if self.constrain else "none"
+
+
+def energy_model(topology: Any, constraints: str | None) -> EnergyModel:
+    """Energies for ``topology`` under the reference MD's force field when it can be built, else why not.
+
+    Args:
+        topology: the data set's (selected) topology.
+        constraints: ``--energy-constraints`` (``"hbonds"``, the default when None, or ``"none"``).
+    """
+    try:
+        create_system(openmm_topology(topology), constraints=None)
+    except ValueError as error:
+        return EnergyModel(absent=str(error), constrain=constraints != "none")
+    return EnergyModel(absent=None, constrain=constraints != "none")
 
 
 def _mlp(dim: int, hidden: int, depth: int) -> MLP:
@@ -184,15 +309,27 @@ def train_refiners(ctx: RunContext, budget: Ala2Budget, x: torch.Tensor, pool: S
                         batch_size(ctx, budget.batch_size), dfr_augmentation=noise_only)
 
 
-def score(data: MoleculeDataset, conformers: torch.Tensor, reference_energies: np.ndarray) -> tuple[
-    dict[str, Any], np.ndarray
-]:
-    """The molecular metrics of ``conformers`` (nm) against the test frames, and their energies (kJ/mol)."""
-    energies = openmm_energies(conformers, data.topology)
+def score(data: MoleculeDataset, conformers: torch.Tensor, reference_energies: np.ndarray | None,
+          model: EnergyModel) -> tuple[dict[str, Any], np.ndarray | None]:
+    """The molecular metrics of ``conformers`` (nm) against the test frames, their COV-against-τ curve (nm,
+    under ``"coverage_curve"``), and their energies (kJ/mol; None when ``model.absent``).
+
+    The energies are those of the conformers projected onto the MD's X-H constraints when ``model.constrain``;
+    COV/AMR and the basins are always of the conformers as generated."""
+    curve = np.asarray(CURVE_ANGSTROM) / ANGSTROMS_PER_NM
+    if model.absent is not None:
+        metrics = molecular_metrics(conformers, data.test_x, data.topology, THRESHOLD_NM, energies=False,
+                                    curve_thresholds=curve)
+        metrics.update(energy_error_percent=None, energy_error_percent_uncut=None, mean_generated=None,
+                       mean_reference=None, excluded_generated=None, n_generated=len(conformers),
+                       energies_absent=model.absent)
+        return metrics, None
+    energies = openmm_energies(conformers, data.topology, constrain=model.constrain)
     kept = bool((energies <= ENERGY_CUTOFF).any())  # NaN compares False: a broken frame is never kept
     metrics = molecular_metrics(conformers, data.test_x, data.topology, THRESHOLD_NM,
                                 reference_energies=reference_energies, generated_energies=energies,
-                                energy_cutoff=ENERGY_CUTOFF if kept else None)
+                                energy_cutoff=ENERGY_CUTOFF if kept else None, curve_thresholds=curve)
+    metrics["energy_constraints"] = model.constraints
     metrics["energy_error_percent_uncut"] = energy_error(energies, reference_energies)["energy_error_percent"]
     if not kept:  # every conformer is above the cut-off: there is no mean to compare, say so
         metrics.update(energy_error_percent=None, mean_generated=None, cutoff=ENERGY_CUTOFF,
@@ -205,7 +342,9 @@ def _label(method: str, nfe: int) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """The results table: coverages in %, AMRs in Å, the energy error with its exclusion count, basins in %."""
+    """The results table, every header with its unit: coverages in % at τ in Å, AMRs in Å, the energy error in %
+    with its exclusion count ("—" where there are no energies), and basins in % (dipeptides only)."""
+    basins = all("basins" in row for row in rows)
     shown = []
     for row in rows:
         out = {key: row.get(key) for key in ("method", "nfe_base", "nfe_refiner")}
@@ -213,29 +352,38 @@ def table(rows: list[dict[str, Any]]) -> str:
         out.update({key: ANGSTROMS_PER_NM * row[key] for key in ("amr_r", "amr_p")})
         error = row["energy_error_percent"]
         out["energy"] = "—" if error is None else f"{error:+.2f}"
-        out["excluded"] = f"{row['excluded_generated']}/{row['n_generated']}"
-        out.update({basin: 100 * row["basins"][basin] for basin in BASINS[:2]})
+        out["excluded"] = "—" if row["excluded_generated"] is None \
+            else f"{row['excluded_generated']}/{row['n_generated']}"
+        if basins:
+            out.update({basin: 100 * row["basins"][basin] for basin in BASINS[:2]})
         shown.append(out)
+    tau = f"τ = {THRESHOLD_ANGSTROM:g} Å"
     columns = [("method", "method"), ("nfe_base", "NFE base"), ("nfe_refiner", "NFE refiner"),
-               ("cov_r", "COV-R (%)"), ("cov_p", "COV-P (%)"), ("amr_r", "AMR-R (Å)"), ("amr_p", "AMR-P (Å)"),
-               ("energy", "energy error (%)"), ("excluded", f"excluded (E > {ENERGY_CUTOFF:g} kJ/mol)"),
-               (BASINS[0], "β/C7eq (%)"), (BASINS[1], "αR (%)")]
+               ("cov_r", f"COV-R (%, {tau})"), ("cov_p", f"COV-P (%, {tau})"), ("amr_r", "AMR-R (Å)"),
+               ("amr_p", "AMR-P (Å)"), ("energy", "energy error (%)"),
+               ("excluded", f"excluded (E > {ENERGY_CUTOFF:g} kJ/mol)")]
+    if basins:
+        columns += [(BASINS[0], "β/C7eq (%)"), (BASINS[1], "αR (%)")]
     return markdown_table(shown, columns)
 
 
 @torch.no_grad()
 def evaluate(ctx: RunContext, data: MoleculeDataset, standardizer: Standardizer, generator: FrozenGenerator,
-             refiners: dict[str, Refiner], num_samples: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Scores every row from one noise draw, plus the MD training frames as the floor; writes both figures."""
+             refiners: dict[str, Refiner], num_samples: int,
+             model: EnergyModel) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, str]]:
+    """Scores every row from one noise draw, plus the MD training frames as the floor; writes the figures
+    (energy histograms when there are energies, Ramachandran plots for a dipeptide, COV-against-τ curves as PNG
+    and JSON) and returns the rows, the floor and the figures' paths in the run folder."""
     seed = ctx.workspace.seed
-    reference_energies = openmm_energies(data.test_x, data.topology)
+    reference_energies = None if model.absent else openmm_energies(data.test_x, data.topology)
     energies: dict[str, np.ndarray] = {"reference (MD test)": reference_energies}
     conformers: dict[str, torch.Tensor] = {"reference (MD test)": data.test_x}
 
     count = min(num_samples, data.train_x.shape[0])
     pick = torch.randperm(data.train_x.shape[0], generator=torch.Generator().manual_seed(seed))[:count]
-    floor, _ = score(data, data.train_x[pick], reference_energies)
+    floor, _ = score(data, data.train_x[pick], reference_energies, model)
     floor.update(method="md_train", nfe_base=None, nfe_refiner=None, seed=seed)
+    curves = {FLOOR_LABEL: floor.pop("coverage_curve")}
 
     rows = []
     noise = source_noise(num_samples, (3 * data.n_atoms,), seed, ctx.device)
@@ -244,7 +392,8 @@ def evaluate(ctx: RunContext, data: MoleculeDataset, standardizer: Standardizer,
         samples, nfe_base, nfe_refiner = candidate.make()
         nfe = nfe_refiner  # labels by true NFE: one RK4 step is 4
         xyz = standardizer.decode(samples.float()).cpu()
-        metrics, row_energies = score(data, xyz, reference_energies)
+        metrics, row_energies = score(data, xyz, reference_energies, model)
+        curves[_label(method, nfe)] = metrics.pop("coverage_curve")
         row = {"method": method, "solver": candidate.solver, "nfe_base": nfe_base, "nfe_refiner": nfe_refiner,
                "seed": seed, **metrics}
         log.info("%s: %s", _label(method, nfe), {k: row[k] for k in ("cov_r", "cov_p", "amr_r", "amr_p",
@@ -252,14 +401,59 @@ def evaluate(ctx: RunContext, data: MoleculeDataset, standardizer: Standardizer,
         rows.append(row)
         energies[_label(method, nfe)] = row_energies
         conformers[_label(method, nfe)] = xyz
-    plot_energy_histograms(energies, ctx.folder.samples("energies"))
-    plot_ramachandran(conformers, data.topology, ctx.folder.samples("ramachandran"))
-    return rows, floor
+    figures = {}
+    if model.absent is None:
+        plot_energy_histograms(energies, ctx.folder.samples("energies"))
+        figures["energies"] = "samples/energies.png"
+    if "basins" in floor:  # one phi/psi pair: a dipeptide
+        plot_ramachandran(conformers, data.topology, ctx.folder.samples("ramachandran"))
+        figures["ramachandran"] = "samples/ramachandran.png"
+    in_angstrom = {name: {**curve, "threshold": list(CURVE_ANGSTROM)} for name, curve in curves.items()}
+    write_coverage_curves(in_angstrom, ctx.folder.root / "samples" / "coverage_curves.json", "angstrom",
+                          THRESHOLD_ANGSTROM, floor=FLOOR_LABEL)
+    plot_coverage_curves(in_angstrom, ctx.folder.samples("coverage_curves"), "Å", THRESHOLD_ANGSTROM,
+                         floor=FLOOR_LABEL)
+    figures.update(coverage_curves="samples/coverage_curves.png", coverage_curves_json="samples/coverage_curves.json")
+    return rows, floor, figures
+
+
+def _notes(data: MoleculeDataset, rows: list[dict[str, Any]], floor: dict[str, Any], model: EnergyModel,
+           error: dict[str, float], figures: dict[str, str]) -> str:
+    """The text under the results table: what was measured and how, the floor, the inversion error, figures."""
+    coverage = (f"COV/AMR on the {len(data.heavy_atom_indices)} heavy atoms, τ = {THRESHOLD_ANGSTROM:g} Å "
+                f"({THRESHOLD_NM:g} nm; the paper's ALA2 value); COV against τ from {CURVE_ANGSTROM[0]:g} to "
+                f"{CURVE_ANGSTROM[-1]:g} Å for every row, with the MD floor, in samples/coverage_curves.png "
+                "(and .json).")
+    if model.absent is not None:
+        energy = f"No energies: {model.absent}."
+    else:
+        how = ("after projecting each generated conformer onto the MD's X–H bond constraints (OpenMM "
+               "applyConstraints; --energy-constraints none scores them as generated)" if model.constrain
+               else "of the conformers as generated (X–H bonds flexible; the MD's are constrained)")
+        energy = (f"Energy error = (mean E_gen − mean E_ref)/|mean E_ref| × 100 with the MD's force field, {how} "
+                  f"(mean E_ref = {floor['mean_reference']:.2f} kJ/mol), leaving out the generated conformers "
+                  f"above {ENERGY_CUTOFF:g} kJ/mol (count beside it); without the cut-off: "
+                  + ", ".join(f"{_label(r['method'], r['nfe_refiner'])} {r['energy_error_percent_uncut']:+.3g}%"
+                              for r in rows) + ".")
+    floor_text = (f"Floor: {floor['n_generated']} MD training frames score COV-R {100 * floor['cov_r']:.1f}%, "
+                  f"COV-P {100 * floor['cov_p']:.1f}%, AMR-R {ANGSTROMS_PER_NM * floor['amr_r']:.3f} Å, "
+                  f"AMR-P {ANGSTROMS_PER_NM * floor['amr_p']:.3f} Å")
+    if floor["energy_error_percent"] is not None:
+        floor_text += f", energy error {floor['energy_error_percent']:+.2f}%"
+    if "basins" in floor:
+        floor_text += f", β/C7eq {100 * floor['basins'][BASINS[0]]:.1f}%, αR {100 * floor['basins'][BASINS[1]]:.1f}%"
+    images = "\n\n".join(f"![{name}]({path})" for name, path in figures.items() if path.endswith(".png"))
+    return (f"{coverage} {energy}\n\n{floor_text}.\n\nInversion of the training frames through the base sampler: "
+            f"RMS reconstruction error (standardised units) mean {error['mean']:.3g}, median {error['median']:.3g}, "
+            f"p95 {error['p95']:.3g}, max {error['max']:.3g}.\n\n{images}")
 
 
 def run(ctx: RunContext, base_kind: str = "fm") -> RunResult:
     budget = ala2_budget()
     data = load_ala2(ctx)
+    model = energy_model(data.topology, ctx.options.energy_constraints)
+    if model.absent is not None:
+        log.info("energies: none (%s)", model.absent)
     standardizer = Standardizer.fit(data.train_x)
     x = standardizer.encode(data.train_x)
     base = train_base(ctx, budget, x, base_kind)
@@ -270,39 +464,31 @@ def run(ctx: RunContext, base_kind: str = "fm") -> RunResult:
     if not ctx.dist.is_main:  # every rank trains; the main process alone evaluates and writes
         return RunResult({}, "")
     n = ctx.options.num_samples or budget.num_samples
-    rows, floor = evaluate(ctx, data, standardizer, generator, refiners, n)
+    rows, floor, figures = evaluate(ctx, data, standardizer, generator, refiners, n, model)
 
     error = cache.error_summary()
     provenance = {key: value for key, value in data.provenance.items() if key != "cache_path"}
+    builtin = is_builtin(ctx.options.data)
+    length = f"{provenance.get('nanoseconds', '?')} ns" if builtin else provenance["trajectory"]
     title = (
-        f"BFR on alanine dipeptide ({data.train_x.shape[0]} training / {data.test_x.shape[0]} test MD frames, "
-        f"{provenance.get('nanoseconds', '?')} ns): base = residual MLP "
+        f"BFR on {'alanine dipeptide' if builtin else data.name} ({data.train_x.shape[0]} training / "
+        f"{data.test_x.shape[0]} test MD frames, {length}, {data.n_atoms} atoms): base = residual MLP "
         f"({'OT-CFM' if base_kind == 'fm' else 'DDPM, probability-flow ODE'}), Euler {generator.num_steps} steps; "
         f"{n} conformers per row from the same noise (seed {ctx.options.seed}), scored against the test frames"
     )
-    notes = (
-        f"COV/AMR on the {len(data.heavy_atom_indices)} heavy atoms, τ = {THRESHOLD_NM:g} nm = "
-        f"{THRESHOLD_NM * ANGSTROMS_PER_NM:g} Å. Energy error = (mean E_gen − mean E_ref)/|mean E_ref| × 100 with "
-        f"the MD's force field (mean E_ref = {floor['mean_reference']:.2f} kJ/mol), leaving out the generated "
-        f"conformers above {ENERGY_CUTOFF:g} kJ/mol (count beside it); without the cut-off: "
-        + ", ".join(f"{_label(r['method'], r['nfe_refiner'])} {r['energy_error_percent_uncut']:+.3g}%" for r in rows)
-        + f".\n\nFloor: {floor['n_generated']} MD training frames score COV-R {100 * floor['cov_r']:.1f}%, "
-        f"COV-P {100 * floor['cov_p']:.1f}%, AMR-R {ANGSTROMS_PER_NM * floor['amr_r']:.3f} Å, "
-        f"AMR-P {ANGSTROMS_PER_NM * floor['amr_p']:.3f} Å, energy error {floor['energy_error_percent']:+.2f}%, "
-        f"β/C7eq {100 * floor['basins'][BASINS[0]]:.1f}%, αR {100 * floor['basins'][BASINS[1]]:.1f}%.\n\n"
-        f"Inversion of the training frames through the base sampler: RMS reconstruction error (standardised "
-        f"units) mean {error['mean']:.3g}, median {error['median']:.3g}, p95 {error['p95']:.3g}, "
-        f"max {error['max']:.3g}.\n\n![energies](samples/energies.png)\n\n![ramachandran](samples/ramachandran.png)"
-    )
     metrics = {
         "recipe": "ala2" if base_kind == "fm" else "ala2-ddpm",
-        "dataset": DATA_NAME,
+        "dataset": data.name,
         "base": base_kind,
         "provenance": provenance,
+        "selection": ctx.options.selection,
+        "n_atoms": data.n_atoms,
         "alignment": "Kabsch onto the first frame by heavy atoms; no rotation augmentation",
         "threshold_nm": THRESHOLD_NM,
-        "threshold_angstrom": THRESHOLD_NM * ANGSTROMS_PER_NM,
+        "threshold_angstrom": THRESHOLD_ANGSTROM,
         "energy_cutoff_kj_mol": ENERGY_CUTOFF,
+        "energies_absent": model.absent,
+        "energy_constraints": None if model.absent else model.constraints,
         "budget": {**asdict(budget), "steps_override": ctx.options.steps,
                    "base_steps_override": ctx.options.base_steps, "sampler_steps": generator.num_steps,
                    "num_samples": n},
@@ -310,16 +496,17 @@ def run(ctx: RunContext, base_kind: str = "fm") -> RunResult:
         "inversion_error": error,
         "md_train": floor,
         "rows": rows,
-        "figures": {"energies": "samples/energies.png", "ramachandran": "samples/ramachandran.png"},
+        "figures": figures,
     }
-    return RunResult(metrics, f"## {title}\n\n{table(rows)}\n{notes}\n")
+    return RunResult(metrics, f"## {title}\n\n{table(rows)}\n{_notes(data, rows, floor, model, error, figures)}\n")
 
 
 def run_ddpm(ctx: RunContext) -> RunResult:
     return run(ctx, base_kind="ddpm")
 
 
-READS = frozenset({"base_steps", "sampler_steps"})  # molecules: no image data root, no Inception
+READS = frozenset({"base_steps", "sampler_steps", "topology", "selection", "energy_constraints"})
+"""Molecules: no image data root, no Inception; a user's trajectory, its atoms, the energies' constraints."""
 RECIPE = Recipe("ala2", "Table 5: alanine dipeptide, base MLP flow, baselines, DFR and LFR at 1/10 NFE, COV/AMR, "
                         "energy error", run, reads=READS)
 DDPM_RECIPE = Recipe("ala2-ddpm", "ala2 with a DDPM base sampled through its probability-flow ODE", run_ddpm,

@@ -48,7 +48,8 @@ class RunResult:
     results_md: str
 
 
-SPECIFIC_OPTIONS = frozenset({"select", "seeds", "base_steps", "sampler_steps", "inception", "data_root"})
+SPECIFIC_OPTIONS = frozenset({"select", "seeds", "base_steps", "sampler_steps", "inception", "data_root", "topology",
+                              "selection", "energy_constraints"})
 """Options that only some recipes read; one given to a recipe that declares it does not read it is refused."""
 
 
