@@ -76,7 +76,8 @@ def measure(repeats: int, steps: int, backend: str, calls: int = 5) -> list[dict
                     bare = [_best_of(lambda: _bare_loop(x0, method, steps, backend), calls) for _ in range(repeats)]
                     row["bare_lincomb_us_per_step"] = statistics.median(bare) / steps * 1e6
                 rows.append(row)
-                bare_text = f", bare lincomb loop {row['bare_lincomb_us_per_step']:.1f}" if "bare_lincomb_us_per_step" in row else ""
+                bare = row.get("bare_lincomb_us_per_step")
+                bare_text = f", bare lincomb loop {bare:.1f}" if bare is not None else ""
                 print(f"{state_name:18s} {method:8s} {grid_kind:10s}: {per_step:7.1f} us/step "
                       f"({row['us_per_nfe']:.1f} us/NFE){bare_text}", flush=True)
     return rows

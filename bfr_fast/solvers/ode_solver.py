@@ -229,7 +229,9 @@ class ODESolver:
             got = tuple(velocity.shape) if isinstance(velocity, torch.Tensor) else type(velocity).__name__
             raise ValueError(f"velocity_model must return a tensor of the state's shape {tuple(x.shape)}, got {got}")
         if velocity.device != x.device:
-            raise ValueError(f"velocity_model must return a tensor on the state's device {x.device}, got {velocity.device}")
+            raise ValueError(
+                f"velocity_model must return a tensor on the state's device {x.device}, got {velocity.device}"
+            )
         return (velocity if velocity.dtype == x.dtype else velocity.to(x.dtype)).contiguous()
 
 
