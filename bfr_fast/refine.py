@@ -143,7 +143,10 @@ def parse_options(argv: list[str] | None) -> RefineOptions:
     elif data is None:
         raise ValueError("--data: name the data set the generator imitates (digits, mnist5k, mnist, cifar10, folder, "
                          "npz)")
-    spec = GeneratorSpec(args.generator, args.checkpoint, args.parameterization, args.ddpm_steps, args.ddpm_time,
+    # Paths recorded absolute, so that `python -m bfr_fast.sample --run OUT` finds them from any directory.
+    source = str(Path(args.generator).resolve()) if Path(args.generator).is_dir() else args.generator
+    checkpoint = None if args.checkpoint is None else args.checkpoint.resolve()
+    spec = GeneratorSpec(source, checkpoint, args.parameterization, args.ddpm_steps, args.ddpm_time,
                          args.sampler, sampler_steps or DEFAULT_SAMPLER_STEPS, conditional)
     out = args.out or Path("runs") / f"refine-{time.strftime('%Y%m%d-%H%M%S')}"
     options = RefineOptions(out, spec, data, data_root, refiners, not args.no_distill, args.steps, args.distill_steps,

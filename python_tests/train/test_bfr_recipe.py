@@ -158,7 +158,7 @@ def test_resume_loads_finished_networks_without_retraining(short_run):
     assert before == after
 
 
-def test_a_runs_base_is_sampled_and_refined_again_through_the_clis(short_run, tmp_path):
+def test_a_runs_base_is_sampled_and_refined_again_through_the_clis(short_run, tmp_path, monkeypatch):
     out, cache = short_run
     samples = tmp_path / "base.npz"
     assert sample_main(["--run", str(out), "--refiner", "base", "--num", "20", "--out", str(samples),
@@ -175,12 +175,17 @@ def test_a_runs_base_is_sampled_and_refined_again_through_the_clis(short_run, tm
     assert metrics["base_sampler"] == {"method": "euler", "steps": SAMPLER_STEPS}
 
     again = tmp_path / "refine"
-    assert refine_main(["--generator", str(out), "--refiners", "dfr", "--no-distill", "--steps", "2",
+    monkeypatch.chdir(out.parent)  # the run named by a relative path, as a user types it
+    assert refine_main(["--generator", out.name, "--refiners", "dfr", "--no-distill", "--steps", "2",
                         "--num-samples", "30", "--eval-seeds", "1", "--cache-dir", str(cache), "--device", "cpu",
                         "--out", str(again)]) == 0
     rows = json.loads((again / "metrics.json").read_text())["rows"]
     assert [(r["method"], r["nfe_base"]) for r in rows][:2] == [("base", SAMPLER_STEPS), ("dfr", SAMPLER_STEPS)]
     assert json.loads((again / "metrics.json").read_text())["num_classes"] == 10  # the run's labels, conditional
+    monkeypatch.chdir(tmp_path)  # sampling the refine run from elsewhere still finds its generator
+    assert sample_main(["--run", str(again), "--refiner", "dfr", "--num", "10", "--out", "s.npz",
+                        "--device", "cpu"]) == 0
+    assert np.load(tmp_path / "s.npz")["samples"].shape == (10, 1, 8, 8)
 
 
 def test_summarize_gives_mean_and_spread_over_seeds():
