@@ -34,7 +34,7 @@ from bfr_fast.solvers import TABLEAUX
 from bfr_fast.train.options import PRECISIONS, default_cache_dir
 from bfr_fast.train.recipes.base import RunResult
 from bfr_fast.train.run_folder import RunFolder
-from bfr_fast.train.runner import execute, guarded_main
+from bfr_fast.train.runner import execute, guarded_main, refuse_changed_options
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,6 @@ class RefineOptions:
         out["generator"] = self.generator.to_json()
         out["refiners"] = list(self.refiners)
         return {k: str(v) if isinstance(v, Path) else v for k, v in out.items()}
-
-
-# What a resumed run may change: where it computes and where caches live, not what it computes.
-CHANGEABLE_ON_RESUME = ("out", "resume", "device", "cache_dir")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,12 +154,7 @@ def parse_options(argv: list[str] | None) -> RefineOptions:
 
 
 def _check_resume(options: RefineOptions) -> None:
-    recorded = run_options(options.out)
-    given = options.to_json()
-    for name, value in given.items():
-        if name not in CHANGEABLE_ON_RESUME and recorded.get(name) != value:
-            raise ValueError(f"--resume: {name} {value} differs from the run's {recorded.get(name)} "
-                             f"({options.out / 'config.json'}); a resumed run keeps its options")
+    refuse_changed_options(options.out / "config.json", run_options(options.out), options.to_json())
 
 
 def load_task(options: RefineOptions, data: ImageDataset, device: Any) -> RefinementTask:
@@ -174,11 +165,9 @@ def load_task(options: RefineOptions, data: ImageDataset, device: Any) -> Refine
         raise ValueError(f"--class-conditional: data set {data.name!r} has no labels to condition on")
     spec = replace(spec, conditional=conditional)
     generator = frozen_generator(spec, data.image_shape, data.num_classes, device)
-    b = refinement_budget(data.image_shape)
-    budget = replace(
-        b, refiner_steps=options.steps or b.refiner_steps, distill_steps=options.distill_steps or b.distill_steps,
-        batch_size=options.batch_size or b.batch_size, lr=options.lr or b.lr, precision=options.precision,
-        num_samples=options.num_samples or b.num_samples, eval_seeds=options.eval_seeds or b.eval_seeds,
+    budget = refinement_budget(data.image_shape).with_overrides(
+        refiner_steps=options.steps, distill_steps=options.distill_steps, batch_size=options.batch_size,
+        lr=options.lr, precision=options.precision, num_samples=options.num_samples, eval_seeds=options.eval_seeds,
     )
     return RefinementTask(data, budget, generator, conditional)
 

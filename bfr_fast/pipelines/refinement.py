@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import torch
@@ -127,6 +127,14 @@ class RefinementBudget:
             channels, self.refiner_channels, channel_mult=self.refiner_mult, num_res_blocks=1,
             attention_resolutions=(), num_classes=num_classes,
         )
+
+    def with_overrides(self, **overrides: Any) -> RefinementBudget:
+        """This budget with the given fields replaced; a value of None keeps the field's (a CLI's "not given").
+
+        Raises:
+            TypeError: A name that is not a field.
+        """
+        return replace(self, **{name: value for name, value in overrides.items() if value is not None})
 
     def config(self, steps: int | None = None) -> TrainConfig:
         """Optimisation settings of a refiner (``steps`` None: :attr:`refiner_steps`)."""

@@ -11,7 +11,7 @@ from typing import Any
 from bfr_fast.train.options import ENERGY_CONSTRAINTS, PRECISIONS, RunOptions, json_value
 from bfr_fast.train.recipes import DEFAULT_RECIPE, RECIPES, RunContext
 from bfr_fast.train.run_folder import RunFolder
-from bfr_fast.train.runner import execute, guarded_main
+from bfr_fast.train.runner import execute, guarded_main, refuse_changed_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,10 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "conformers onto the MD's X-H bond constraints before their energy (hbonds, the default) "
                         "or not (none)")
     return parser
-
-
-# What a resumed run may change: where it computes and where caches live, not what it computes.
-CHANGEABLE_ON_RESUME = ("out", "resume", "device", "cache_dir")
 
 
 def parse_options(argv: list[str] | None) -> RunOptions:
@@ -104,13 +100,7 @@ def _resumed_options(out: Path, given: dict[str, Any]) -> RunOptions:
         raise ValueError(f"--resume: {config} is not a run's config (damaged?); start a new run in another "
                          "--out") from None
     given = {k: json_value(v) for k, v in given.items()}
-    for name, value in given.items():
-        if name not in CHANGEABLE_ON_RESUME and recorded.get(name) != value:
-            flag = f"--{name.replace('_', '-')}"
-            raise ValueError(
-                f"--resume: {flag} {value} differs from the run's {recorded.get(name)} ({config}); a resumed run "
-                f"keeps its options: drop {flag}, or start a new run in another --out"
-            )
+    refuse_changed_options(config, recorded, given)
     return RunOptions.from_json({**recorded, **given})
 
 

@@ -28,6 +28,31 @@ log = logging.getLogger("bfr_fast")
 J = TypeVar("J", bound="Job")
 
 
+# What a resumed run may change: where it computes and where caches live, not what it computes.
+CHANGEABLE_ON_RESUME = ("out", "resume", "device", "cache_dir")
+
+
+def refuse_changed_options(config: Path, recorded: dict[str, Any], given: dict[str, Any]) -> None:
+    """Refuses a resume that changes an option the run recorded in ``config`` (other than
+    :data:`CHANGEABLE_ON_RESUME`): it would be ignored while ``config.json`` recorded it, or change what ran.
+
+    Args:
+        config: The run's ``config.json``, for the message.
+        recorded: Its options (JSON values).
+        given: The options of the resuming command (JSON values), by name.
+
+    Raises:
+        ValueError: Naming the first changed option and what to do.
+    """
+    for name, value in given.items():
+        if name not in CHANGEABLE_ON_RESUME and recorded.get(name) != value:
+            flag = f"--{name.replace('_', '-')}"
+            raise ValueError(
+                f"--resume: {flag} {value} differs from the run's {recorded.get(name)} ({config}); a resumed run "
+                f"keeps its options: drop {flag}, or start a new run in another --out"
+            )
+
+
 def execute(
     out: Path, resume: bool, device: str, seed: int, config: dict[str, Any], job: Callable[[Workspace], RunResult],
     name: str,

@@ -3,7 +3,7 @@ the refinement task on it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from bfr_fast.data import ImageDataset
 from bfr_fast.pipelines.evaluation import Scorer
@@ -36,10 +36,10 @@ def base_budget(image_shape: tuple[int, int, int]) -> BaseBudget:
 def resolved_budget(ctx: RunContext, data: ImageDataset) -> RefinementBudget:
     """The refinement budget of ``data`` with the options applied: ``--steps`` sets every refiner's and student's
     steps, ``--batch-size``, ``--lr``, ``--precision`` and ``--num-samples`` theirs."""
-    b, o = refinement_budget(data.image_shape), ctx.options
-    return replace(b, refiner_steps=o.steps or b.refiner_steps, distill_steps=o.steps or b.distill_steps,
-                   batch_size=batch_size(ctx, b.batch_size), lr=o.lr or b.lr, precision=o.precision,
-                   num_samples=o.num_samples or b.num_samples)
+    o = ctx.options
+    return refinement_budget(data.image_shape).with_overrides(
+        refiner_steps=o.steps, distill_steps=o.steps, batch_size=o.batch_size, lr=o.lr, precision=o.precision,
+        num_samples=o.num_samples)
 
 
 @dataclass(frozen=True)
