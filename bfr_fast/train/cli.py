@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="seed of training and of the evaluation noise")
     parser.add_argument("--data", help="data set: digits, mnist5k, mnist, cifar10, folder or npz; ala2 recipes: "
-                        "ala2[:NANOSECONDS[:FRAMES]] or a trajectory file mdtraj reads (recipe default)")
+                        "{ala2,chignolin}[:NANOSECONDS[:FRAMES]] or a trajectory file mdtraj reads (recipe default)")
     parser.add_argument("--data-root", type=Path, help="file or folder of a user data set (mnist, cifar10, ...)")
     parser.add_argument("--steps", type=int, help="training steps of each network (recipe default)")
     parser.add_argument("--base-steps", type=int, help="training steps of the base generator of the refiner "

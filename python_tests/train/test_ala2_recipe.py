@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from bfr_fast.data.molecules import generate_reference_md, load_reference_md, reference_md_path
+from bfr_fast.data.molecules import ALANINE_DIPEPTIDE, CHIGNOLIN, generate_reference_md, load_reference_md
+from bfr_fast.data.molecules import reference_md_path
 from bfr_fast.refiners import Refiner
 from bfr_fast.train.cli import main
 from bfr_fast.train.recipes import RECIPES
@@ -174,9 +175,11 @@ def test_standardizer_round_trips_and_whitens():
 
 
 def test_parse_data():
-    assert parse_data(None) == (10.0, 50_000)
-    assert parse_data("ala2:0.5") == (0.5, 50_000)
-    assert parse_data("ala2:0.01:50") == (0.01, 50)
-    for bad in ("digits", "ala2:x", "ala2:-1", "ala2:1:5", "ala2:1:2:3", "ala2:inf", "ala2:nan"):
+    assert parse_data(None) == (ALANINE_DIPEPTIDE, 10.0, 50_000)
+    assert parse_data("ala2:0.5") == (ALANINE_DIPEPTIDE, 0.5, 50_000)
+    assert parse_data("ala2:0.01:50") == (ALANINE_DIPEPTIDE, 0.01, 50)
+    assert parse_data("chignolin") == (CHIGNOLIN, 2.0, 20_000)
+    assert parse_data("chignolin:0.01:50") == (CHIGNOLIN, 0.01, 50)
+    for bad in ("digits", "ala2:x", "ala2:-1", "ala2:1:5", "ala2:1:2:3", "ala2:inf", "ala2:nan", "chignolin:0"):
         with pytest.raises(ValueError, match="--data"):
             parse_data(bad)

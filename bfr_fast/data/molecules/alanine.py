@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from bfr_fast.data.molecules.dataset import DEFAULT_SPLIT_BLOCKS, DEFAULT_TEST_FRACTION, MoleculeDataset
-from bfr_fast.data.molecules.dataset import molecule_dataset
-from bfr_fast.data.molecules.forcefield import DEFAULT_FORCEFIELD
-from bfr_fast.data.molecules.reference_md import generate_reference_md, load_reference_md
+from bfr_fast.data.molecules.structures import ALANINE_DIPEPTIDE_PDB
+from bfr_fast.data.molecules.systems import MolecularSystem, reference_dataset
 
-__all__ = ["DEFAULT_FRAMES", "DEFAULT_NANOSECONDS", "alanine_dipeptide", "reference_md_path"]
+__all__ = ["ALANINE_DIPEPTIDE", "DEFAULT_FRAMES", "DEFAULT_NANOSECONDS", "alanine_dipeptide", "reference_md_path"]
 
 DEFAULT_NANOSECONDS = 10.0
 """Production length of the default reference MD (its generation time: ``docs/results/ala2/README-section.md``).
@@ -21,11 +20,17 @@ tighter populations."""
 DEFAULT_FRAMES = 50_000
 """Frames of the default reference MD, one per 0.2 ps: the default block split leaves 10 000 test frames."""
 
+ALANINE_DIPEPTIDE = MolecularSystem(
+    name="ala2", title="alanine dipeptide", structure_name=ALANINE_DIPEPTIDE_PDB.name,
+    structure=lambda cache_dir: ALANINE_DIPEPTIDE_PDB, nanoseconds=DEFAULT_NANOSECONDS, frames=DEFAULT_FRAMES,
+    platform="Reference")
+"""ACE-ALA-NME, 22 atoms, from the shipped PDB; its MD on OpenMM's Reference platform (the fastest at 22 atoms)."""
+
 
 def reference_md_path(cache_dir: str | Path, nanoseconds: float = DEFAULT_NANOSECONDS,
                       frames: int = DEFAULT_FRAMES, temperature: float = 300.0, seed: int = 0) -> Path:
     """Where :func:`alanine_dipeptide` caches the reference MD of these settings (one file per setting)."""
-    return Path(cache_dir).expanduser() / f"ala2_{nanoseconds:g}ns_{frames}frames_{temperature:g}K_seed{seed}.npz"
+    return ALANINE_DIPEPTIDE.cache_path(cache_dir, nanoseconds, frames, temperature, seed)
 
 
 def alanine_dipeptide(cache_dir: str | Path, nanoseconds: float = DEFAULT_NANOSECONDS,
@@ -35,10 +40,10 @@ def alanine_dipeptide(cache_dir: str | Path, nanoseconds: float = DEFAULT_NANOSE
                       selection: str | None = None) -> MoleculeDataset:
     """The alanine dipeptide data set (ACE-ALA-NME, 22 atoms), from a cached reference MD run.
 
-    If :func:`reference_md_path` does not exist yet, the MD is run first (with a progress bar) by
-    :func:`~bfr_fast.data.molecules.generate_reference_md`: ff99SB-ILDN + OBC implicit solvent, Langevin at
-    ``temperature``, 2 fs steps, 100 ps equilibration. The frames are then centred (centre of mass) and split
-    into train and test by time blocks (:func:`~bfr_fast.data.molecules.block_split`).
+    :func:`~bfr_fast.data.molecules.reference_dataset` of :data:`ALANINE_DIPEPTIDE`: if
+    :func:`reference_md_path` does not exist yet, the MD is run first (with a progress bar): ff99SB-ILDN + OBC
+    implicit solvent, Langevin at ``temperature``, 2 fs steps, 100 ps equilibration. The frames are then centred
+    (centre of mass) and split into train and test by time blocks (:func:`~bfr_fast.data.molecules.block_split`).
 
     Args:
         cache_dir: folder of the cached trajectories.
@@ -59,16 +64,6 @@ def alanine_dipeptide(cache_dir: str | Path, nanoseconds: float = DEFAULT_NANOSE
     Raises:
         ValueError: if the cached file's provenance does not match the requested settings.
     """
-    path = reference_md_path(cache_dir, nanoseconds, frames, temperature, seed)
-    if not path.is_file():
-        generate_reference_md(path, nanoseconds, frames, temperature, seed, platform=platform, progress=progress)
-    reference = load_reference_md(path)
-    stored = reference.provenance
-    wanted = {"frames": frames, "temperature_K": float(temperature), "seed": seed,
-              "forcefield": list(DEFAULT_FORCEFIELD), "structure": "alanine-dipeptide.pdb"}
-    wrong = {key: stored.get(key) for key, value in wanted.items() if stored.get(key) != value}
-    if wrong:
-        raise ValueError(f"{path}: cached with {wrong}, expected {({key: wanted[key] for key in wrong})}; "
-                         "delete it or use another cache_dir")
-    return molecule_dataset(reference.to_mdtraj(), "ala2", test_fraction, blocks, align=align,
-                            provenance={**stored, "cache_path": str(path)}, selection=selection)
+    return reference_dataset(ALANINE_DIPEPTIDE, cache_dir, nanoseconds, frames, temperature, seed,
+                             test_fraction=test_fraction, blocks=blocks, align=align, platform=platform,
+                             progress=progress, selection=selection)

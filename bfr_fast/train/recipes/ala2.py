@@ -1,12 +1,16 @@
-r"""``ala2``: the molecular experiment of Bi-stage Flow Refinement (Table 5, Figure 6), on alanine dipeptide or a
-user's trajectory.
+r"""``ala2``: the molecular experiment of Bi-stage Flow Refinement (Table 5, Figure 6), on alanine dipeptide,
+chignolin or a user's trajectory.
 
 Steps (each network checkpointed in the run folder; ``--resume`` loads what is finished instead of redoing it):
 
-1. **Data.** The reference MD of :func:`~bfr_fast.data.molecules.alanine_dipeptide` (ACE-ALA-NME, 22 atoms;
+1. **Data.** The reference MD of :data:`~bfr_fast.data.molecules.ALANINE_DIPEPTIDE` (ACE-ALA-NME, 22 atoms;
    ff99SB-ILDN + OBC, 300 K; by default 10 ns, 50 000 frames, which visits beta/C7eq and alpha_R about 59/41 %),
    run once and cached in ``--cache-dir``; ``--data ala2:NANOSECONDS:FRAMES`` picks another length. Time-block
    split: 40 000 training frames, 10 000 held-out test frames, the reference set of every metric.
+   **Chignolin** (Table 5's second system): ``--data chignolin[:NANOSECONDS[:FRAMES]]``, the CLN025 peptide
+   built from its sequence (:data:`~bfr_fast.data.molecules.CHIGNOLIN`, 166 atoms, same force field) and its
+   reference MD on OpenMM's CPU platform, cached the same way (by default 2 ns, 20 000 frames); scored at the
+   paper's chignolin τ and energy cut-off (:data:`CHIGNOLIN_SCORING`).
    **A user's MD** instead: ``--data TRAJECTORY --topology PDB`` (any trajectory mdtraj reads: DCD, XTC, TRR,
    NetCDF, PDB, HDF5, or a ``.npz`` of coordinates; :func:`load_trajectory_dataset`), its frames in file order
    taken as time order and split the same way (20 blocks, a fifth held out). ``--selection`` (mdtraj's selection
@@ -36,14 +40,15 @@ Steps (each network checkpointed in the run folder; ``--resume`` loads what is f
    training frames; each a smaller residual MLP.
 6. **Evaluation**, from the same noise for every row: base, +noise injection (1 NFE), +FMRefiner (1 NFE),
    +DFR (1 and 10 NFE), +LFR (1 and 10 NFE), ``num_samples`` (10 000) conformers each: COV-R, COV-P, AMR-R, AMR-P
-   on heavy atoms at τ = :data:`THRESHOLD_ANGSTROM` (0.05 Å, the paper's), COV against τ over
-   :data:`CURVE_ANGSTROM` for every row, the energy error % of the mean OpenMM energy with samples above
-   :data:`ENERGY_CUTOFF` kJ/mol excluded (the count beside it; the uncut error is in ``metrics.json``), and the
-   alpha_R / beta basin populations (dipeptides). **Like with like:** the reference MD constrains every X–H
-   bond to its force-field length, so each generated conformer is first projected onto those constraints
-   (OpenMM ``applyConstraints``, :func:`~bfr_fast.metrics.molecular.apply_constraints`) and its energy taken
-   there; ``--energy-constraints none`` scores the conformers as generated, X–H stretch included. COV/AMR and
-   the basins are of the conformers as generated. A row of MD training frames scored the same way shows the
+   on heavy atoms at the paper's τ (:class:`Scoring`: 0.05 Å for ALA2 and user trajectories, 0.35 Å for
+   chignolin), COV against τ over a range for every row, the energy error % of the mean OpenMM energy with
+   samples above the cut-off excluded (500 kJ/mol; 2000 for chignolin, the paper's; the count beside it, the
+   uncut error in ``metrics.json``), and the alpha_R / beta basin populations (dipeptides). **Like with like:**
+   the reference MD constrains every X–H bond to its force-field length, so each generated conformer is first
+   projected onto those constraints (OpenMM ``applyConstraints``,
+   :func:`~bfr_fast.metrics.molecular.apply_constraints`) and its energy taken there; ``--energy-constraints
+   none`` scores the conformers as generated, X–H stretch included. COV/AMR and the basins are of the
+   conformers as generated. A row of MD training frames scored the same way shows the
    floor of these metrics. Figures: ``samples/energies.png`` (Figure 6: energy histograms of the reference,
    base and every refiner), ``samples/ramachandran.png`` (reference vs every row) and
    ``samples/coverage_curves.{png,json}`` (COV-R and COV-P against τ in Å, the MD floor dashed).
@@ -65,15 +70,15 @@ import torch
 from bfr_fast.data.augment import RefinerAugmentation
 from bfr_fast.data.molecules import (
     BASINS,
-    DEFAULT_FRAMES,
-    DEFAULT_NANOSECONDS,
+    MOLECULAR_SYSTEMS,
+    MolecularSystem,
     MoleculeDataset,
     Standardizer,
-    alanine_dipeptide,
     create_system,
     load_trajectory,
     molecule_dataset,
     openmm_topology,
+    reference_dataset,
 )
 from bfr_fast.losses import EpsPredictionLoss, FlowMatchingLoss
 from bfr_fast.metrics.molecular import ANGSTROMS_PER_NM, energy_error, molecular_metrics, openmm_energies
@@ -93,25 +98,59 @@ from bfr_fast.train.recipes.common import base_steps, batch_size, optimisation, 
 
 log = logging.getLogger("bfr_fast")
 
-THRESHOLD_ANGSTROM = 0.05
-"""COV threshold τ on heavy-atom RMSD, in Å: the paper's Table 5 value for ALA2 (0.005 nm). At the 0.5 Å used
-before, every row covered 100 % (the MD's own AMR is about 0.08 Å), so coverage could not tell rows apart."""
 
-THRESHOLD_NM = THRESHOLD_ANGSTROM / ANGSTROMS_PER_NM
-""":data:`THRESHOLD_ANGSTROM` in nm, the coordinates' unit."""
+@dataclass(frozen=True)
+class Scoring:
+    """How one system's conformers are scored.
 
-CURVE_ANGSTROM: tuple[float, ...] = tuple(
-    float(tau) for tau in np.unique(np.append(np.geomspace(0.01, 1.0, 41), THRESHOLD_ANGSTROM)))
-"""Thresholds in Å of the COV-against-τ curves (``samples/coverage_curves.{png,json}``): 41 log-spaced values
-from 0.01 to 1 Å, plus the table's τ, so the curves hold the table's coverages exactly."""
+    Attributes:
+        threshold_angstrom: COV threshold τ on heavy-atom RMSD, in Å.
+        energy_cutoff: kJ/mol; generated conformers above it are left out of the energy error, and how many were
+            left out is reported beside it.
+        curve_angstrom: Range ``(lowest, highest)`` in Å of the COV-against-τ curves
+            (``samples/coverage_curves.{png,json}``).
+        source: Where τ and the cut-off come from, for the results' text.
+    """
+
+    threshold_angstrom: float
+    energy_cutoff: float
+    curve_angstrom: tuple[float, float]
+    source: str
+
+    @property
+    def threshold_nm(self) -> float:
+        """τ in nm, the coordinates' unit."""
+        return self.threshold_angstrom / ANGSTROMS_PER_NM
+
+    @property
+    def curve(self) -> tuple[float, ...]:
+        """The curves' thresholds in Å: 41 log-spaced values over the range, plus the table's τ, so that the
+        curves hold the table's coverages exactly."""
+        return tuple(float(tau) for tau in np.unique(np.append(np.geomspace(*self.curve_angstrom, 41),
+                                                               self.threshold_angstrom)))
+
+
+ALA2_SCORING = Scoring(
+    threshold_angstrom=0.05, energy_cutoff=500.0, curve_angstrom=(0.01, 1.0),
+    source="τ is the paper's ALA2 value; the cut-off is this recipe's (about 200 kT at 300 K, the MD's energies "
+           "lie between about -120 and -30 kJ/mol)")
+"""Alanine dipeptide and user trajectories: τ = 0.05 Å, the paper's Table 5 value for ALA2 (0.005 nm). At the
+0.5 Å used before, every row covered 100 % (the MD's own AMR is about 0.08 Å), so coverage could not tell rows
+apart."""
+
+CHIGNOLIN_SCORING = Scoring(
+    threshold_angstrom=0.35, energy_cutoff=2000.0, curve_angstrom=(0.05, 5.0),
+    source="τ and the cut-off are the paper's chignolin values (Table 5 and its text, which keeps E < 2000 and "
+           "gives no unit; read here as kJ/mol)")
+"""Chignolin: τ = 0.35 Å and energies truncated at 2000, both the paper's (its AMR values are about 0.39 Å)."""
+
+SCORING: dict[str, Scoring] = {"ala2": ALA2_SCORING, "chignolin": CHIGNOLIN_SCORING}
+"""Scoring of each built-in system; a user's trajectory is scored like ALA2."""
 
 FLOOR_LABEL = "MD training frames (floor)"
 
-ENERGY_CUTOFF = 500.0
-"""kJ/mol: generated conformers above it are left out of the energy error (about 200 kT at 300 K; the reference
-MD's energies lie between about -120 and -30 kJ/mol). How many were left out is reported beside the error."""
-
 DATA_NAME = "ala2"
+"""The default ``--data``."""
 
 BASES = ("fm", "ddpm")
 """Kinds of base model: OT-CFM flow (``ala2``) or DDPM through its probability-flow ODE (``ala2-ddpm``)."""
@@ -151,32 +190,41 @@ def ala2_budget() -> Ala2Budget:
     return Ala2Budget()
 
 
-def parse_data(name: str | None) -> tuple[float, int]:
-    """``--data`` for this recipe: ``ala2`` (the default MD) or ``ala2:NANOSECONDS[:FRAMES]``.
+def parse_data(name: str | None) -> tuple[MolecularSystem, float, int]:
+    """``--data`` for this recipe: a built-in system's default MD (``ala2``, the default, or ``chignolin``) or
+    ``NAME:NANOSECONDS[:FRAMES]``.
 
     Returns:
-        ``(nanoseconds, frames)`` of the reference MD.
+        ``(system, nanoseconds, frames)`` of the reference MD.
 
     Raises:
         ValueError: Another data set, or a length or frame count that is not positive.
     """
     spec = name or DATA_NAME
     parts = spec.split(":")
-    if parts[0] != DATA_NAME or len(parts) > 3:
-        raise ValueError(f"--data: the ala2 recipe takes 'ala2' or 'ala2:NANOSECONDS[:FRAMES]', got {spec!r}")
+    if parts[0] not in MOLECULAR_SYSTEMS or len(parts) > 3:
+        raise ValueError(f"--data: the ala2 recipe takes a system of {sorted(MOLECULAR_SYSTEMS)} as "
+                         f"NAME[:NANOSECONDS[:FRAMES]], or a trajectory file, got {spec!r}")
+    system = MOLECULAR_SYSTEMS[parts[0]]
     try:
-        nanoseconds = float(parts[1]) if len(parts) > 1 else DEFAULT_NANOSECONDS
-        frames = int(parts[2]) if len(parts) > 2 else DEFAULT_FRAMES
+        nanoseconds = float(parts[1]) if len(parts) > 1 else system.nanoseconds
+        frames = int(parts[2]) if len(parts) > 2 else system.frames
     except ValueError:
         raise ValueError(f"--data: NANOSECONDS must be a number and FRAMES an int, got {spec!r}") from None
     if not 0 < nanoseconds < float("inf") or frames < 20:
         raise ValueError(f"--data: expected a finite NANOSECONDS > 0 and FRAMES >= 20, got {spec!r}")
-    return nanoseconds, frames
+    return system, nanoseconds, frames
 
 
 def is_builtin(data: str | None) -> bool:
-    """Whether ``--data`` names the built-in alanine dipeptide MD (``ala2[:...]``) rather than a trajectory file."""
-    return data is None or data.split(":")[0] == DATA_NAME
+    """Whether ``--data`` names a built-in system's MD (``ala2[:...]``, ``chignolin[:...]``) rather than a
+    trajectory file."""
+    return data is None or data.split(":")[0] in MOLECULAR_SYSTEMS
+
+
+def scoring_for(data: str | None) -> Scoring:
+    """The :class:`Scoring` of ``--data``: its built-in system's, or ALA2's for a user's trajectory."""
+    return SCORING[parse_data(data)[0].name] if is_builtin(data) else ALA2_SCORING
 
 
 # Argument names of the data layer's errors, and the flags a CLI user typed for them.
@@ -216,8 +264,9 @@ def load_trajectory_dataset(data: str | Path, topology: str | Path | None,
     """
     path = Path(data).expanduser()
     if not path.is_file():
-        raise ValueError(f"--data: {str(data)!r} is neither {DATA_NAME}[:NANOSECONDS[:FRAMES]] nor a trajectory "
-                         "file; pass an existing file (DCD, XTC, PDB, HDF5, ...) and its --topology")
+        raise ValueError(f"--data: {str(data)!r} is neither a system of {sorted(MOLECULAR_SYSTEMS)} "
+                         "(NAME[:NANOSECONDS[:FRAMES]]) nor a trajectory file; pass an existing file (DCD, XTC, "
+                         "PDB, HDF5, ...) and its --topology")
     try:
         trajectory = load_trajectory(topology, path)
         return molecule_dataset(trajectory, path.stem, align=True, selection=selection,
@@ -227,18 +276,18 @@ def load_trajectory_dataset(data: str | Path, topology: str | Path | None,
         raise ValueError(_as_flag(str(error))) from None
 
 
-def load_ala2(ctx: RunContext) -> MoleculeDataset:
-    """The recipe's data set: the aligned alanine dipeptide MD (run first if it is not in the cache), or the
-    user's ``--data`` trajectory with its ``--topology``; either cut to ``--selection``."""
+def load_data(ctx: RunContext) -> MoleculeDataset:
+    """The recipe's data set: a built-in system's aligned MD (alanine dipeptide by default; run first if it is not
+    in the cache), or the user's ``--data`` trajectory with its ``--topology``; either cut to ``--selection``."""
     options = ctx.options
     if not is_builtin(options.data):
         return load_trajectory_dataset(options.data, options.topology, options.selection)
+    system, nanoseconds, frames = parse_data(options.data)
     if options.topology is not None:
-        raise ValueError(f"--topology: only with --data TRAJECTORY (the built-in {DATA_NAME} MD has its own); drop "
-                         "--topology or pass your trajectory file as --data")
-    nanoseconds, frames = parse_data(options.data)
+        raise ValueError(f"--topology: only with --data TRAJECTORY (the built-in {system.name} MD has its own); "
+                         "drop --topology or pass your trajectory file as --data")
     try:
-        return alanine_dipeptide(options.cache_dir or default_cache_dir(), nanoseconds, frames, seed=0,
+        return reference_dataset(system, options.cache_dir or default_cache_dir(), nanoseconds, frames, seed=0,
                                  align=True, progress=ctx.dist.is_main, selection=options.selection)
     except ValueError as error:
         raise ValueError(_as_flag(str(error))) from None
@@ -310,29 +359,31 @@ def train_refiners(ctx: RunContext, budget: Ala2Budget, x: torch.Tensor, pool: S
 
 
 def score(data: MoleculeDataset, conformers: torch.Tensor, reference_energies: np.ndarray | None,
-          model: EnergyModel) -> tuple[dict[str, Any], np.ndarray | None]:
-    """The molecular metrics of ``conformers`` (nm) against the test frames, their COV-against-τ curve (nm,
-    under ``"coverage_curve"``), and their energies (kJ/mol; None when ``model.absent``).
+          model: EnergyModel, scoring: Scoring) -> tuple[dict[str, Any], np.ndarray | None]:
+    """The molecular metrics of ``conformers`` (nm) against the test frames at ``scoring``'s τ and energy cut-off,
+    their COV-against-τ curve (nm, under ``"coverage_curve"``), and their energies (kJ/mol; None when
+    ``model.absent``).
 
     The energies are those of the conformers projected onto the MD's X-H constraints when ``model.constrain``;
     COV/AMR and the basins are always of the conformers as generated."""
-    curve = np.asarray(CURVE_ANGSTROM) / ANGSTROMS_PER_NM
+    curve = np.asarray(scoring.curve) / ANGSTROMS_PER_NM
     if model.absent is not None:
-        metrics = molecular_metrics(conformers, data.test_x, data.topology, THRESHOLD_NM, energies=False,
+        metrics = molecular_metrics(conformers, data.test_x, data.topology, scoring.threshold_nm, energies=False,
                                     curve_thresholds=curve)
         metrics.update(energy_error_percent=None, energy_error_percent_uncut=None, mean_generated=None,
                        mean_reference=None, excluded_generated=None, n_generated=len(conformers),
                        energies_absent=model.absent)
         return metrics, None
     energies = openmm_energies(conformers, data.topology, constrain=model.constrain)
-    kept = bool((energies <= ENERGY_CUTOFF).any())  # NaN compares False: a broken frame is never kept
-    metrics = molecular_metrics(conformers, data.test_x, data.topology, THRESHOLD_NM,
+    cutoff = scoring.energy_cutoff
+    kept = bool((energies <= cutoff).any())  # NaN compares False: a broken frame is never kept
+    metrics = molecular_metrics(conformers, data.test_x, data.topology, scoring.threshold_nm,
                                 reference_energies=reference_energies, generated_energies=energies,
-                                energy_cutoff=ENERGY_CUTOFF if kept else None, curve_thresholds=curve)
+                                energy_cutoff=cutoff if kept else None, curve_thresholds=curve)
     metrics["energy_constraints"] = model.constraints
     metrics["energy_error_percent_uncut"] = energy_error(energies, reference_energies)["energy_error_percent"]
     if not kept:  # every conformer is above the cut-off: there is no mean to compare, say so
-        metrics.update(energy_error_percent=None, mean_generated=None, cutoff=ENERGY_CUTOFF,
+        metrics.update(energy_error_percent=None, mean_generated=None, cutoff=cutoff,
                        excluded_generated=len(energies))
     return metrics, energies
 
@@ -341,9 +392,9 @@ def _label(method: str, nfe: int) -> str:
     return method if method == "base" else f"{method} {nfe} NFE"
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    """The results table, every header with its unit: coverages in % at τ in Å, AMRs in Å, the energy error in %
-    with its exclusion count ("—" where there are no energies), and basins in % (dipeptides only)."""
+def table(rows: list[dict[str, Any]], scoring: Scoring) -> str:
+    """The results table, every header with its unit: coverages in % at ``scoring``'s τ in Å, AMRs in Å, the energy
+    error in % with its exclusion count ("—" where there are no energies), and basins in % (dipeptides only)."""
     basins = all("basins" in row for row in rows)
     shown = []
     for row in rows:
@@ -357,11 +408,11 @@ def table(rows: list[dict[str, Any]]) -> str:
         if basins:
             out.update({basin: 100 * row["basins"][basin] for basin in BASINS[:2]})
         shown.append(out)
-    tau = f"τ = {THRESHOLD_ANGSTROM:g} Å"
+    tau = f"τ = {scoring.threshold_angstrom:g} Å"
     columns = [("method", "method"), ("nfe_base", "NFE base"), ("nfe_refiner", "NFE refiner"),
                ("cov_r", f"COV-R (%, {tau})"), ("cov_p", f"COV-P (%, {tau})"), ("amr_r", "AMR-R (Å)"),
                ("amr_p", "AMR-P (Å)"), ("energy", "energy error (%)"),
-               ("excluded", f"excluded (E > {ENERGY_CUTOFF:g} kJ/mol)")]
+               ("excluded", f"excluded (E > {scoring.energy_cutoff:g} kJ/mol)")]
     if basins:
         columns += [(BASINS[0], "β/C7eq (%)"), (BASINS[1], "αR (%)")]
     return markdown_table(shown, columns)
@@ -369,8 +420,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 @torch.no_grad()
 def evaluate(ctx: RunContext, data: MoleculeDataset, standardizer: Standardizer, generator: FrozenGenerator,
-             refiners: dict[str, Refiner], num_samples: int,
-             model: EnergyModel) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, str]]:
+             refiners: dict[str, Refiner], num_samples: int, model: EnergyModel,
+             scoring: Scoring) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, str]]:
     """Scores every row from one noise draw, plus the MD training frames as the floor; writes the figures
     (energy histograms when there are energies, Ramachandran plots for a dipeptide, COV-against-τ curves as PNG
     and JSON) and returns the rows, the floor and the figures' paths in the run folder."""
@@ -381,7 +432,7 @@ def evaluate(ctx: RunContext, data: MoleculeDataset, standardizer: Standardizer,
 
     count = min(num_samples, data.train_x.shape[0])
     pick = torch.randperm(data.train_x.shape[0], generator=torch.Generator().manual_seed(seed))[:count]
-    floor, _ = score(data, data.train_x[pick], reference_energies, model)
+    floor, _ = score(data, data.train_x[pick], reference_energies, model, scoring)
     floor.update(method="md_train", nfe_base=None, nfe_refiner=None, seed=seed)
     curves = {FLOOR_LABEL: floor.pop("coverage_curve")}
 
@@ -392,7 +443,7 @@ def evaluate(ctx: RunContext, data: MoleculeDataset, standardizer: Standardizer,
         samples, nfe_base, nfe_refiner = candidate.make()
         nfe = nfe_refiner  # labels by true NFE: one RK4 step is 4
         xyz = standardizer.decode(samples.float()).cpu()
-        metrics, row_energies = score(data, xyz, reference_energies, model)
+        metrics, row_energies = score(data, xyz, reference_energies, model, scoring)
         curves[_label(method, nfe)] = metrics.pop("coverage_curve")
         row = {"method": method, "solver": candidate.solver, "nfe_base": nfe_base, "nfe_refiner": nfe_refiner,
                "seed": seed, **metrics}
@@ -408,22 +459,21 @@ def evaluate(ctx: RunContext, data: MoleculeDataset, standardizer: Standardizer,
     if "basins" in floor:  # one phi/psi pair: a dipeptide
         plot_ramachandran(conformers, data.topology, ctx.folder.samples("ramachandran"))
         figures["ramachandran"] = "samples/ramachandran.png"
-    in_angstrom = {name: {**curve, "threshold": list(CURVE_ANGSTROM)} for name, curve in curves.items()}
+    in_angstrom = {name: {**curve, "threshold": list(scoring.curve)} for name, curve in curves.items()}
     write_coverage_curves(in_angstrom, ctx.folder.root / "samples" / "coverage_curves.json", "angstrom",
-                          THRESHOLD_ANGSTROM, floor=FLOOR_LABEL)
-    plot_coverage_curves(in_angstrom, ctx.folder.samples("coverage_curves"), "Å", THRESHOLD_ANGSTROM,
+                          scoring.threshold_angstrom, floor=FLOOR_LABEL)
+    plot_coverage_curves(in_angstrom, ctx.folder.samples("coverage_curves"), "Å", scoring.threshold_angstrom,
                          floor=FLOOR_LABEL)
     figures.update(coverage_curves="samples/coverage_curves.png", coverage_curves_json="samples/coverage_curves.json")
     return rows, floor, figures
 
 
 def _notes(data: MoleculeDataset, rows: list[dict[str, Any]], floor: dict[str, Any], model: EnergyModel,
-           error: dict[str, float], figures: dict[str, str]) -> str:
+           scoring: Scoring, error: dict[str, float], figures: dict[str, str]) -> str:
     """The text under the results table: what was measured and how, the floor, the inversion error, figures."""
-    coverage = (f"COV/AMR on the {len(data.heavy_atom_indices)} heavy atoms, τ = {THRESHOLD_ANGSTROM:g} Å "
-                f"({THRESHOLD_NM:g} nm; the paper's ALA2 value); COV against τ from {CURVE_ANGSTROM[0]:g} to "
-                f"{CURVE_ANGSTROM[-1]:g} Å for every row, with the MD floor, in samples/coverage_curves.png "
-                "(and .json).")
+    coverage = (f"COV/AMR on the {len(data.heavy_atom_indices)} heavy atoms, τ = {scoring.threshold_angstrom:g} Å "
+                f"({scoring.threshold_nm:g} nm); COV against τ from {scoring.curve[0]:g} to {scoring.curve[-1]:g} Å "
+                f"for every row, with the MD floor, in samples/coverage_curves.png (and .json); {scoring.source}.")
     if model.absent is not None:
         energy = f"No energies: {model.absent}."
     else:
@@ -432,7 +482,7 @@ def _notes(data: MoleculeDataset, rows: list[dict[str, Any]], floor: dict[str, A
                else "of the conformers as generated (X–H bonds flexible; the MD's are constrained)")
         energy = (f"Energy error = (mean E_gen − mean E_ref)/|mean E_ref| × 100 with the MD's force field, {how} "
                   f"(mean E_ref = {floor['mean_reference']:.2f} kJ/mol), leaving out the generated conformers "
-                  f"above {ENERGY_CUTOFF:g} kJ/mol (count beside it); without the cut-off: "
+                  f"above {scoring.energy_cutoff:g} kJ/mol (count beside it); without the cut-off: "
                   + ", ".join(f"{_label(r['method'], r['nfe_refiner'])} {r['energy_error_percent_uncut']:+.3g}%"
                               for r in rows) + ".")
     floor_text = (f"Floor: {floor['n_generated']} MD training frames score COV-R {100 * floor['cov_r']:.1f}%, "
@@ -450,7 +500,8 @@ def _notes(data: MoleculeDataset, rows: list[dict[str, Any]], floor: dict[str, A
 
 def run(ctx: RunContext, base_kind: str = "fm") -> RunResult:
     budget = ala2_budget()
-    data = load_ala2(ctx)
+    data = load_data(ctx)
+    scoring = scoring_for(ctx.options.data)
     model = energy_model(data.topology, ctx.options.energy_constraints)
     if model.absent is not None:
         log.info("energies: none (%s)", model.absent)
@@ -464,14 +515,14 @@ def run(ctx: RunContext, base_kind: str = "fm") -> RunResult:
     if not ctx.dist.is_main:  # every rank trains; the main process alone evaluates and writes
         return RunResult({}, "")
     n = ctx.options.num_samples or budget.num_samples
-    rows, floor, figures = evaluate(ctx, data, standardizer, generator, refiners, n, model)
+    rows, floor, figures = evaluate(ctx, data, standardizer, generator, refiners, n, model, scoring)
 
     error = cache.error_summary()
     provenance = {key: value for key, value in data.provenance.items() if key != "cache_path"}
-    builtin = is_builtin(ctx.options.data)
-    length = f"{provenance.get('nanoseconds', '?')} ns" if builtin else provenance["trajectory"]
+    system = parse_data(ctx.options.data)[0] if is_builtin(ctx.options.data) else None
+    length = f"{provenance.get('nanoseconds', '?')} ns" if system else provenance["trajectory"]
     title = (
-        f"BFR on {'alanine dipeptide' if builtin else data.name} ({data.train_x.shape[0]} training / "
+        f"BFR on {system.title if system else data.name} ({data.train_x.shape[0]} training / "
         f"{data.test_x.shape[0]} test MD frames, {length}, {data.n_atoms} atoms): base = residual MLP "
         f"({'OT-CFM' if base_kind == 'fm' else 'DDPM, probability-flow ODE'}), Euler {generator.num_steps} steps; "
         f"{n} conformers per row from the same noise (seed {ctx.options.seed}), scored against the test frames"
@@ -479,14 +530,16 @@ def run(ctx: RunContext, base_kind: str = "fm") -> RunResult:
     metrics = {
         "recipe": "ala2" if base_kind == "fm" else "ala2-ddpm",
         "dataset": data.name,
+        "system": system.name if system else None,
         "base": base_kind,
         "provenance": provenance,
         "selection": ctx.options.selection,
         "n_atoms": data.n_atoms,
         "alignment": "Kabsch onto the first frame by heavy atoms; no rotation augmentation",
-        "threshold_nm": THRESHOLD_NM,
-        "threshold_angstrom": THRESHOLD_ANGSTROM,
-        "energy_cutoff_kj_mol": ENERGY_CUTOFF,
+        "threshold_nm": scoring.threshold_nm,
+        "threshold_angstrom": scoring.threshold_angstrom,
+        "energy_cutoff_kj_mol": scoring.energy_cutoff,
+        "scoring_source": scoring.source,
         "energies_absent": model.absent,
         "energy_constraints": None if model.absent else model.constraints,
         "budget": {**asdict(budget), "steps_override": ctx.options.steps,
@@ -498,7 +551,8 @@ def run(ctx: RunContext, base_kind: str = "fm") -> RunResult:
         "rows": rows,
         "figures": figures,
     }
-    return RunResult(metrics, f"## {title}\n\n{table(rows)}\n{_notes(data, rows, floor, model, error, figures)}\n")
+    notes = _notes(data, rows, floor, model, scoring, error, figures)
+    return RunResult(metrics, f"## {title}\n\n{table(rows, scoring)}\n{notes}\n")
 
 
 def run_ddpm(ctx: RunContext) -> RunResult:
@@ -507,7 +561,7 @@ def run_ddpm(ctx: RunContext) -> RunResult:
 
 READS = frozenset({"base_steps", "sampler_steps", "topology", "selection", "energy_constraints"})
 """Molecules: no image data root, no Inception; a user's trajectory, its atoms, the energies' constraints."""
-RECIPE = Recipe("ala2", "Table 5: alanine dipeptide, base MLP flow, baselines, DFR and LFR at 1/10 NFE, COV/AMR, "
-                        "energy error", run, reads=READS)
+RECIPE = Recipe("ala2", "Table 5: alanine dipeptide (or --data chignolin), base MLP flow, baselines, DFR and LFR at "
+                        "1/10 NFE, COV/AMR, energy error", run, reads=READS)
 DDPM_RECIPE = Recipe("ala2-ddpm", "ala2 with a DDPM base sampled through its probability-flow ODE", run_ddpm,
                      reads=READS)

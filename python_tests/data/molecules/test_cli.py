@@ -25,6 +25,16 @@ def test_generates_then_keeps_the_file(tmp_path, capsys):
     assert "not overwriting" in capsys.readouterr().out and out.stat().st_mtime_ns == before
 
 
+def test_chignolin_is_built_beside_the_archive_and_its_speed_reported(tmp_path, capsys):
+    out = tmp_path / "chignolin.npz"
+    assert main(["--out", str(out), "--system", "chignolin", "--threads", "1", *ARGS]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["structure"] == "chignolin-cln025-built.pdb" and (tmp_path / summary["structure"]).is_file()
+    assert summary["platform"] == "CPU" and summary["threads"] == 1 and summary["ns_per_day"] > 0
+    assert "basin_populations" not in summary  # ten residues: no dipeptide basins
+    assert load_reference_md(out).coordinates.shape == (10, 166, 3)
+
+
 def test_bad_arguments_exit_with_a_message(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--out", str(tmp_path / "md.npz"), "--ns", "0.0001", "--frames", "100"])

@@ -9,7 +9,7 @@ import torch
 
 from bfr_fast.data.molecules import MoleculeDataset, alanine_dipeptide, block_split
 from bfr_fast.data.molecules import molecule_dataset, random_rotation, reference_md_path
-from bfr_fast.data.molecules import alanine as alanine_module
+from bfr_fast.data.molecules import systems as systems_module
 
 
 def test_block_split_contiguous_spread_and_complete():
@@ -79,7 +79,7 @@ def test_alanine_dipeptide_generates_once_then_loads(tmp_path, monkeypatch):
     def no_md(*args, **kwargs):
         raise AssertionError("the cached trajectory should have been used")
 
-    monkeypatch.setattr(alanine_module, "generate_reference_md", no_md)
+    monkeypatch.setattr(systems_module, "generate_reference_md", no_md)
     again = alanine_dipeptide(tmp_path, **settings)
     torch.testing.assert_close(again.train_x, data.train_x, rtol=0, atol=0)
     # a cache file whose provenance disagrees with its name is refused
