@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from bfr_fast.paths import VPInterpolant
 from bfr_fast.train.cli import main
 from bfr_fast.pipelines.comparison import METHODS, DefarBudget, EvalSampler, defar_budget
 from bfr_fast.pipelines.sampling import SamplerSpec
-from bfr_fast.train.recipes.defar import DEFAULT_METHODS
+from bfr_fast.train.recipes.defar import DEFAULT_METHODS, parts
 from bfr_fast.train.recipes.defar_ablation import tables
 
 # Model calls per training step (with gradient) of each method: docs/design.md §5.6–5.7 and the losses' docstrings.
@@ -94,7 +95,9 @@ def test_fm_at_equal_compute_continues_fm_for_defars_compute(defar_run):
 
 
 def test_default_parts_are_the_issue_comparison():
-    assert DEFAULT_METHODS == ("fm", "ip", "defar") and set(DEFAULT_METHODS) <= set(METHODS)
+    # Without --select: fm and defar (equal compute follows from both), no fine-tuning, within the 45-minute budget.
+    assert parts(SimpleNamespace(options=SimpleNamespace(select=None))) == ["fm", "defar"]
+    assert set(DEFAULT_METHODS) <= set(METHODS)
     budget = defar_budget((1, 8, 8))
     assert (budget.steps, budget.seeds, budget.finetune_steps) == (1000, 3, 150)
 
