@@ -22,8 +22,14 @@ class Case:
         name: What is computed, with sizes, e.g. ``"rk4 update, 5 x 4M float32"``.
         fns: Variant name -> zero-argument callable. ``"fused"`` is the subject; the others (``"eager"``,
             ``"compile"``, ``"mdtraj"``, ``"copy"``) are what it is compared with.
-        work: Units of work per call (bytes moved, or RMSDs computed).
-        unit: The throughput unit, ``"GB/s"`` (work in bytes) or ``"RMSD/s"``.
+        work: Units of work per call (bytes moved, RMSDs computed, or samples drawn).
+        unit: The throughput unit, ``"GB/s"`` (work in bytes), ``"RMSD/s"`` or ``"samples/s"``.
+        notes: Lines printed under the table for this case.
+        check: Called once before timing: checks that the variants agree and returns each compared variant's
+            difference from ``"fused"`` (recorded in the results); it raises when they disagree, which stops the
+            run, since the timings of disagreeing variants would compare different work.
+        group: The results file the row belongs to: ``"ops"`` writes ``<device>.md``, any other group
+            ``<device>-<group>.md``.
     """
 
     op: str
@@ -32,6 +38,16 @@ class Case:
     work: float
     unit: str
     notes: list[str] = field(default_factory=list)
+    check: Callable[[], dict[str, float]] | None = None
+    group: str = "ops"
+
+
+def copy_of(bytes_moved: int, device: torch.device) -> Callable[[], object]:
+    """A plain copy that moves ``bytes_moved`` bytes (half read, half written): the bandwidth ceiling of an op that
+    moves as many, timed as its ``"copy"`` variant."""
+    src = torch.empty(bytes_moved // 2, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    return lambda: dst.copy_(src)
 
 
 def device_description(device: torch.device) -> str:
@@ -57,7 +73,9 @@ def time_call(fn: Callable[[], object], min_run_time: float) -> float:
 
 
 def run_case(case: Case, min_run_time: float) -> dict:
-    """Times every variant of ``case``; a variant that fails is recorded with its error, not silently dropped."""
+    """Checks ``case`` (its ``check``, if any) and times every variant; a variant that fails is recorded with its
+    error, not silently dropped."""
+    agreement = case.check() if case.check is not None else {}
     seconds: dict[str, float] = {}
     errors: dict[str, str] = {}
     for variant, fn in case.fns.items():
@@ -78,6 +96,8 @@ def run_case(case: Case, min_run_time: float) -> dict:
         "fused_speedup_vs": speedup,
         "errors": errors,
         "notes": case.notes,
+        "agreement": agreement,
+        "group": case.group,
     }
 
 
@@ -93,21 +113,39 @@ def _format_throughput(value: float, unit: str) -> str:
     return f"{value:.3g} {unit}"
 
 
+# Columns first, in this order, when present; "copy" is shown as the fused variant's share of its bandwidth.
+LEAD_VARIANTS = ("fused", "eager", "compile")
+
+
 def markdown_table(rows: list[dict], title: str) -> str:
-    """The results as a markdown table: times per variant, fused speed-ups, and fused throughput."""
-    variants = ["fused", "eager", "compile"]
-    extra = sorted({v for r in rows for v in r["seconds"]} - set(variants))
-    header = ["op", "case", *variants, *extra, "fused vs eager", "fused vs compile", *[f"fused vs {v}" for v in extra]]
+    """The results as a markdown table: times per variant, fused speed-ups, fused throughput, the fused variant's
+    share of the bandwidth of a plain copy of the same bytes (where timed) and the largest difference found by the
+    agreement check (where there is one)."""
+    present = {v for r in rows for v in (*r["seconds"], *r["errors"])}
+    lead = [v for v in LEAD_VARIANTS if v in present]
+    extra = sorted(present - {*LEAD_VARIANTS, "copy"})
+    timed = [*lead, *extra, *(["copy"] if "copy" in present else [])]
+    compared = [v for v in (*lead, *extra) if v != "fused"]
+    header = ["op", "case", *timed, *[f"fused vs {v}" for v in compared]]
+    if "copy" in present:
+        header.append("fused, share of copy bandwidth")
+    agreement = any(r.get("agreement") for r in rows)
+    if agreement:
+        header.append("max rel. difference")
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        times = [_format_time(r["seconds"].get(v)) for v in (*variants, *extra)]
-        ratios = [
-            f"{r['fused_speedup_vs'][v]:.2f}x" if v in r["fused_speedup_vs"] else "—"
-            for v in ("eager", "compile", *extra)
-        ]
+        speedup = r["fused_speedup_vs"]
         fused = r["throughput"].get("fused")
         case = r["case"] + (f" ({_format_throughput(fused, r['unit'])} fused)" if fused is not None else "")
-        lines.append("| " + " | ".join([r["op"], case, *times, *ratios]) + " |")
+        cells = [r["op"], case]
+        cells += [_format_time(r["seconds"].get(v)) for v in timed]
+        cells += [f"{speedup[v]:.2f}x" if v in speedup else "—" for v in compared]
+        if "copy" in present:
+            cells.append(f"{speedup['copy']:.0%}" if "copy" in speedup else "—")
+        if agreement:
+            diffs = r.get("agreement") or {}
+            cells.append(f"{max(diffs.values()):.1e}" if diffs else "—")
+        lines.append("| " + " | ".join(cells) + " |")
     notes = [f"- {r['op']} / {r['case']}: {n}" for r in rows for n in r["notes"]]
     notes += [f"- {r['op']} / {r['case']}: {v} failed: {e}" for r in rows for v, e in r["errors"].items()]
     if notes:

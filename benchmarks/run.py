@@ -1,7 +1,8 @@
 """Runs the op benchmarks: ``python -m benchmarks.run [--ops lincomb,rmsd] [--device cpu|cuda] [--quick]``.
 
 Each op's cases come from ``benchmarks/bench_<op>.py`` (a ``cases(device, quick)`` function). Results go to
-``benchmarks/results/<device>.json`` and ``.md``; ``docs/results/ops.md`` shows the markdown tables.
+``benchmarks/results/<device>.json`` and ``.md``, except those of a case group of their own (the sampler against
+its peers: ``<device>-sampler.json`` and ``.md``); ``docs/results/ops.md`` shows the markdown tables.
 """
 
 from __future__ import annotations
@@ -49,8 +50,11 @@ def main(argv: list[str] | None = None) -> None:
                 speedups = ", ".join(f"{v} {r:.2f}x" for v, r in row["fused_speedup_vs"].items())
                 print(f"[{name}] {op}: {case.name}: fused vs {speedups}", flush=True)
                 rows.append(row)
-        json_path, md_path = write_results(rows, device, args.out, args.quick)
-        print(f"wrote {json_path} and {md_path}")
+        for group in dict.fromkeys(row["group"] for row in rows):
+            stem = device.type + ("" if group == "ops" else f"-{group}") + ("-quick" if args.quick else "")
+            selected = [row for row in rows if row["group"] == group]
+            json_path, md_path = write_results(selected, device, args.out, args.quick, name=stem)
+            print(f"wrote {json_path} and {md_path}")
 
 
 if __name__ == "__main__":

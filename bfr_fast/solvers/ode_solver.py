@@ -85,7 +85,8 @@ class ODESolver:
             with ``x`` the state (the solver's dtype) and ``t`` a ``(B,)`` float32 tensor on ``x``'s device
             (float32 even for a bfloat16/float16 state); it returns the velocity with ``x``'s shape (cast to
             ``x``'s dtype if it differs).
-        method: ``"euler"`` (1 NFE per step), ``"midpoint"`` (2), ``"heun"`` (2) or ``"rk4"`` (4).
+        method: ``"euler"`` (1 NFE per step), ``"midpoint"`` (2), ``"heun"`` (2), ``"rk4"`` (4) or ``"rk4_38"``
+            (4; Kutta's 3/8 rule, which torchdiffeq calls ``"rk4"``).
         backend: ``lincomb`` backend for the state updates: ``"auto"``, ``"fused"`` or ``"eager"``.
 
     Raises:

@@ -46,4 +46,11 @@ TABLEAUX: dict[str, ButcherTableau] = {
         a=((), (0.5,), (0.0, 0.5), (0.0, 0.0, 1.0)),
         b=(1 / 6, 1 / 3, 1 / 3, 1 / 6),
     ),
+    # Kutta's 3/8 rule: torchdiffeq's (and so flow_matching's) "rk4", here so their outputs can be reproduced.
+    "rk4_38": ButcherTableau(
+        order=4,
+        c=(0.0, 1 / 3, 2 / 3, 1.0),
+        a=((), (1 / 3,), (-1 / 3, 1.0), (1.0, -1.0, 1.0)),
+        b=(1 / 8, 3 / 8, 3 / 8, 1 / 8),
+    ),
 }
