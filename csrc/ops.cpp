@@ -3,6 +3,8 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include "cpu/vec_kernels.h"
+
 TORCH_LIBRARY(bfr_fast, m) {
   // out = x + sum_i c_i k_i, with c_i[b] = scalars[i] * (vectors[i][b] if vectors[i] is given else 1).
   m.def("lincomb(Tensor x, Tensor[] ks, float[] scalars, Tensor?[] vectors) -> Tensor");
@@ -29,8 +31,39 @@ const char* cpu_rmsd_isa();  // csrc/cpu/rmsd.cpp
 // BFR_FAST_CPU_BASELINE=1 switched it.
 static PyObject* cpu_rmsd_isa(PyObject*, PyObject*) { return PyUnicode_FromString(bfr_fast::cpu_rmsd_isa()); }
 
+// The instruction set of the vectorised CPU kernels (csrc/cpu/vec_kernels.h): the one running, those this build
+// and CPU can run, and a switch among them for tests and benchmarks.
+static PyObject* cpu_isa(PyObject*, PyObject*) {
+  return PyUnicode_FromString(bfr_fast::cpu::isa_name(bfr_fast::cpu::active_isa()));
+}
+
+static PyObject* cpu_isas(PyObject*, PyObject*) {
+  using bfr_fast::cpu::Isa;
+  PyObject* names = PyList_New(0);
+  for (Isa isa : {Isa::kDefault, Isa::kAvx2, Isa::kAvx512}) {
+    if (static_cast<int>(isa) > static_cast<int>(bfr_fast::cpu::best_isa())) break;
+    PyObject* name = PyUnicode_FromString(bfr_fast::cpu::isa_name(isa));
+    PyList_Append(names, name);
+    Py_DECREF(name);
+  }
+  return names;
+}
+
+static PyObject* set_cpu_isa(PyObject*, PyObject* arg) {
+  const char* name = PyUnicode_AsUTF8(arg);
+  if (name == nullptr) return nullptr;
+  if (!bfr_fast::cpu::set_active_isa(name)) {
+    PyErr_Format(PyExc_ValueError, "set_cpu_isa: %R is not an instruction set this build and CPU can run", arg);
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"cpu_rmsd_isa", cpu_rmsd_isa, METH_NOARGS, "The ISA of the CPU RMSD kernels: 'x86-64-v3' or 'baseline'."},
+    {"cpu_isa", cpu_isa, METH_NOARGS, "The ISA the vectorised CPU kernels run: 'default', 'avx2' or 'avx512'."},
+    {"cpu_isas", cpu_isas, METH_NOARGS, "The ISAs the vectorised CPU kernels can run here, in increasing order."},
+    {"set_cpu_isa", set_cpu_isa, METH_O, "Switches the vectorised CPU kernels to one of cpu_isas()."},
     {nullptr, nullptr, 0, nullptr}};
 
 // Importing bfr_fast._C loads this library, which runs the registrations above. The module holds only the function

@@ -67,6 +67,49 @@ def backend_report(device: torch.device | str) -> dict[str, str]:
     return {"backend": "eager", "reason": LOAD_ERROR or f"bfr_fast._C was built without {device_type} kernels"}
 
 
+def _loaded_extension(what: str):
+    if LOAD_ERROR is not None:
+        raise RuntimeError(f"{what}: the compiled extension bfr_fast._C is not loaded ({LOAD_ERROR})")
+    return _C
+
+
+def cpu_isa() -> str:
+    """The instruction set the vectorised CPU kernels run: ``"default"`` (baseline x86-64), ``"avx2"`` or ``"avx512"``.
+
+    The best one the CPU supports, unless the environment variable ``BFR_FAST_CPU_ISA`` (read when the extension
+    loads) or :func:`set_cpu_isa` chose a lower one. The RMSD kernels choose their own (``BFR_FAST_CPU_BASELINE``).
+
+    Raises:
+        RuntimeError: The compiled extension is not loaded.
+    """
+    return _loaded_extension("cpu_isa").cpu_isa()
+
+
+def cpu_isas() -> tuple[str, ...]:
+    """The instruction sets the vectorised CPU kernels can run on this build and CPU, in increasing order.
+
+    Raises:
+        RuntimeError: The compiled extension is not loaded.
+    """
+    return tuple(_loaded_extension("cpu_isas").cpu_isas())
+
+
+def set_cpu_isa(isa: str) -> str:
+    """Switches the vectorised CPU kernels to ``isa`` (one of :func:`cpu_isas`), for tests and benchmarks.
+
+    Returns:
+        The instruction set that ran before, to restore.
+
+    Raises:
+        ValueError: ``isa`` is not one of :func:`cpu_isas`.
+        RuntimeError: The compiled extension is not loaded.
+    """
+    extension = _loaded_extension("set_cpu_isa")
+    previous = extension.cpu_isa()
+    extension.set_cpu_isa(isa)
+    return previous
+
+
 def use_fused(backend: str, device: torch.device, op: str) -> bool:
     """Resolves a ``backend`` argument to "run the fused kernel" (True) or "run the eager reference" (False).
 

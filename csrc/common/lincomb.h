@@ -6,19 +6,9 @@
 #include <c10/util/Exception.h>
 #include <optional>
 
+#include "common/lincomb_coefficients.h"
+
 namespace bfr_fast {
-
-constexpr int kMaxLincombTerms = 8;
-
-// Coefficient i of sample b is scalar[i] * (vector[i] ? vector[i][b] : 1). Passed to kernels by value, so no
-// coefficient tensor is built and no extra kernel is launched per call.
-struct LincombCoefficients {
-  int terms = 0;
-  float scalar[kMaxLincombTerms] = {};
-  const float* vector[kMaxLincombTerms] = {};
-
-  C10_HOST_DEVICE inline float at(int i, int64_t b) const { return vector[i] ? scalar[i] * vector[i][b] : scalar[i]; }
-};
 
 // Checks the kernel contract (the Python wrapper has already turned user errors into ValueErrors).
 inline LincombCoefficients lincomb_check(const at::Tensor& x, at::TensorList ks, at::ArrayRef<double> scalars,
