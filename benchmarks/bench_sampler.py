@@ -3,8 +3,9 @@ calls) against flow_matching's ``ODESolver``, torchdiffeq's ``odeint`` and torch
 the same model, noise and fixed-step grid.
 
 Models: the digits UNet (the 8x8 preset, class-conditional, batch 256), the ALA2 MLP (66 coordinates, hidden 256,
-depth 4, batch 512) and a tiny MLP (66 features, hidden 64, depth 2, batch 256: the model is cheap, so the per-step
-work of the solver shows). Their weights are random (the zero-initialised output layers too), so that the
+depth 4, batch 512), a tiny MLP (66 features, hidden 64, depth 2, batch 256: the model is cheap, so the per-step
+work of the solver shows) and a zero-cost model (the velocity is the state itself, batch 256 x 66: what is timed is
+the solvers' own work per step). Their weights are random (the zero-initialised output layers too), so that the
 velocity is not zero. Methods: Euler, midpoint and RK4 at 1 to 20 steps. torchdiffeq's (and so flow_matching's)
 ``"rk4"`` is Kutta's 3/8 rule, so the RK4 rows run ours as ``"rk4_38"``: every variant then does the same
 arithmetic, and the outputs must agree to float32 rounding (the check raises otherwise). torchode has Euler among
@@ -39,6 +40,13 @@ TOLERANCE = 1e-4
 
 Runner = Callable[[], torch.Tensor]
 Model = Callable[..., torch.Tensor]
+
+
+class ZeroCostModel(nn.Module):
+    """dx/dt = x: no work beyond returning its input, so a sampler's time is its own per-step work."""
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, **extras: object) -> torch.Tensor:
+        return x
 
 
 class AgreementError(AssertionError):
@@ -104,7 +112,7 @@ def _seeded(module: nn.Module, seed: int) -> nn.Module:
 
 
 def problems(device: torch.device, quick: bool) -> list[SamplerProblem]:
-    """The three models with their noise (fixed seeds); quick mode takes batches of 16."""
+    """The four models with their noise (fixed seeds); quick mode takes batches of 16."""
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)
     unet_batch, mlp_batch, tiny_batch = (16, 16, 16) if quick else (256, 512, 256)
@@ -118,6 +126,8 @@ def problems(device: torch.device, quick: bool) -> list[SamplerProblem]:
         SamplerProblem(f"ALA2 MLP, ({mlp_batch}, 66), hidden 256", ala2.to(device),
                        torch.randn(mlp_batch, 66, generator=gen).to(device), {}),
         SamplerProblem(f"tiny MLP, ({tiny_batch}, 66), hidden 64", tiny.to(device),
+                       torch.randn(tiny_batch, 66, generator=gen).to(device), {}),
+        SamplerProblem(f"zero-cost model, ({tiny_batch}, 66)", ZeroCostModel().to(device),
                        torch.randn(tiny_batch, 66, generator=gen).to(device), {}),
     ]
 

@@ -68,7 +68,7 @@ def test_the_check_fails_when_the_peers_see_another_velocity():
 @needs_peers
 def test_every_quick_case_passes_its_check():
     cases = bench_sampler.cases(torch.device("cpu"), quick=True)
-    assert len(cases) == 3 * len(bench_sampler.METHODS) * len(bench_sampler.QUICK_STEPS)
+    assert len(cases) == 4 * len(bench_sampler.METHODS) * len(bench_sampler.QUICK_STEPS)
     for case in cases:
         assert set(case.fns) == {"fused", *PEERS} - ({"torchode"} if "euler" not in case.name else set())
         assert max(case.check().values()) < bench_sampler.TOLERANCE
