@@ -2,7 +2,7 @@
 // CPU_CAPABILITY=DEFAULT (baseline x86-64), =AVX2 (-mavx2 -mfma -mf16c ...) and =AVX512 (-mavx512f/bw/vl/dq), each
 // copy defining bfr_fast::cpu::<CPU_CAPABILITY>::kernels (see csrc/cpu/vec_kernels.h). Everything else here has
 // internal linkage, and at::vec's own code lives in its at::vec::<CPU_CAPABILITY> namespace, so the copies do not
-// mix.
+// mix. AVX2 and AVX-512 run on at::vec::Vectorized; DEFAULT on GenericVec (below), a GCC vector of the same width.
 //
 // Arithmetic is in the op's accumulation type (float for half, bfloat16 and float; double for double): a vector of
 // 16-bit values is widened into two float vectors, so every kernel steps over 2 x Vectorized<acc_t>::size()
@@ -16,7 +16,9 @@
 #include <c10/util/complex.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstring>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -30,35 +32,78 @@
 namespace bfr_fast::cpu {
 namespace {
 
-using at::vec::Vectorized;
+#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
+constexpr bool kIntrinsics = true;
+template <typename T>
+using Vec = at::vec::Vectorized<T>;
+#else
+constexpr bool kIntrinsics = false;
 
-// On the bodies that at::parallel_for runs: GCC leaves the generic (DEFAULT) at::vec operators out of line in these
-// loops, a call per vector operation; flatten inlines every call in them.
-#define BFR_FAST_FLATTEN __attribute__((flatten))
+// ATen's generic Vectorized (what a DEFAULT build of at::vec gets) keeps its lanes in an array that GCC computes lane
+// by lane through the stack, several times slower than plain scalar loops. This is the same 32 bytes as a GCC vector,
+// which baseline x86-64 computes as pairs of SSE2 instructions; it has the members the kernels below use.
+template <typename T>
+struct GenericVec {
+  using value_type = T;
+  typedef T Raw __attribute__((vector_size(32)));
+  using Bits = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+  typedef Bits RawBits __attribute__((vector_size(32)));
+  Raw raw;
+
+  GenericVec() = default;
+  explicit GenericVec(T value) : raw(Raw{} + value) {}
+  static constexpr int size() { return static_cast<int>(sizeof(Raw) / sizeof(T)); }
+  static GenericVec of(Raw raw) {
+    GenericVec v;
+    v.raw = raw;
+    return v;
+  }
+  static GenericVec loadu(const void* p) {
+    GenericVec v;
+    std::memcpy(&v.raw, p, sizeof(Raw));
+    return v;
+  }
+  static GenericVec loadu(const void* p, int64_t count) {
+    GenericVec v(T(0));
+    std::memcpy(&v.raw, p, count * sizeof(T));
+    return v;
+  }
+  void store(void* p) const { std::memcpy(p, &raw, sizeof(Raw)); }
+  void store(void* p, int64_t count) const { std::memcpy(p, &raw, count * sizeof(T)); }
+  // Clears the sign bit: -0 gives +0 and NaN stays NaN, as std::abs.
+  GenericVec abs() const {
+    const RawBits magnitude = std::bit_cast<RawBits>(raw) & ~(Bits(1) << (8 * sizeof(T) - 1));
+    return of(std::bit_cast<Raw>(magnitude));
+  }
+  friend GenericVec operator+(const GenericVec& a, const GenericVec& b) { return of(a.raw + b.raw); }
+  friend GenericVec operator-(const GenericVec& a, const GenericVec& b) { return of(a.raw - b.raw); }
+  friend GenericVec operator*(const GenericVec& a, const GenericVec& b) { return of(a.raw * b.raw); }
+};
+
+template <typename T>
+using Vec = GenericVec<T>;
+#endif
 
 template <typename V>
 C10_ALWAYS_INLINE V splat(double value) {
   return V(static_cast<typename V::value_type>(value));
 }
 
+// a * b + c: one rounding where the ISA has FMA, two on baseline x86-64.
 template <typename V>
-C10_ALWAYS_INLINE V absolute(const V& v) {
-#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
-  return v.abs();
-#else
-  // The generic Vectorized::abs maps a function pointer over the lanes, a call per lane even when flattened.
-  alignas(64) typename V::value_type lanes[V::size()];
-  v.store(lanes);
-  for (int l = 0; l < V::size(); ++l) lanes[l] = std::abs(lanes[l]);
-  return V::loadu(lanes);
-#endif
+C10_ALWAYS_INLINE V fused_multiply_add(const V& a, const V& b, const V& c) {
+  if constexpr (kIntrinsics) {
+    return at::vec::fmadd(a, b, c);
+  } else {
+    return a * b + c;
+  }
 }
 
 // Loads and stores of 2 x Vectorized<acc_t>::size() elements of T as two acc_t vectors; the counted forms take the
 // n < kStep elements of a tail (the rest of the vectors is zero on load, untouched on store).
 template <typename T, typename Enable = void>
 struct Io {
-  using Acc = Vectorized<T>;
+  using Acc = Vec<T>;
   static constexpr int64_t kHalf = Acc::size();
   static constexpr int64_t kStep = 2 * kHalf;
 
@@ -82,9 +127,13 @@ struct Io {
 
 template <typename T>
 struct Io<T, std::enable_if_t<at::vec::is_reduced_floating_point_v<T>>> {
-  using Acc = Vectorized<float>;
-  using Stored = Vectorized<T>;
-  static constexpr int64_t kStep = Stored::size();
+  using Acc = Vec<float>;
+  static constexpr int64_t kHalf = Acc::size();
+  static constexpr int64_t kStep = 2 * kHalf;
+
+#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
+  using Stored = at::vec::Vectorized<T>;
+  static_assert(Stored::size() == kStep);
 
   static C10_ALWAYS_INLINE void load(const T* p, Acc& a, Acc& b) {
     std::tie(a, b) = at::vec::convert_to_float<T>(Stored::loadu(p));
@@ -98,6 +147,23 @@ struct Io<T, std::enable_if_t<at::vec::is_reduced_floating_point_v<T>>> {
   static C10_ALWAYS_INLINE void store(T* p, int64_t n, const Acc& a, const Acc& b) {
     at::vec::convert_from_float<T>(a, b).store(p, n);
   }
+#else
+  // Widened and rounded one value at a time (c10's conversions), through a float buffer.
+  static C10_ALWAYS_INLINE void load(const T* p, Acc& a, Acc& b) { load(p, kStep, a, b); }
+  static C10_ALWAYS_INLINE void load(const T* p, int64_t n, Acc& a, Acc& b) {
+    float lanes[kStep] = {};
+    for (int64_t i = 0; i < n; ++i) lanes[i] = static_cast<float>(p[i]);
+    a = Acc::loadu(lanes);
+    b = Acc::loadu(lanes + kHalf);
+  }
+  static C10_ALWAYS_INLINE void store(T* p, const Acc& a, const Acc& b) { store(p, kStep, a, b); }
+  static C10_ALWAYS_INLINE void store(T* p, int64_t n, const Acc& a, const Acc& b) {
+    float lanes[kStep];
+    a.store(lanes);
+    b.store(lanes + kHalf);
+    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(lanes[i]);
+  }
+#endif
 };
 
 // Loads a (possibly partial, zero-filled) step of T as two accumulation vectors.
@@ -163,13 +229,6 @@ C10_ALWAYS_INLINE void stream_store(T* p, const typename Io<T>::Acc& a, const ty
 #endif
 }
 
-constexpr bool kHasStreamingStores =
-#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
-    true;
-#else
-    false;
-#endif
-
 // x + sum_i c_i k_i at positions j..j+n into a (the first half) and b; kFull: n is a whole step.
 template <typename T, int K, bool kFull>
 C10_ALWAYS_INLINE void combine_step(const T* x, const T* const* ks, const typename Io<T>::Acc* c, int64_t j,
@@ -186,8 +245,8 @@ C10_ALWAYS_INLINE void combine_step(const T* x, const T* const* ks, const typena
   for (int i = 0; i < K; ++i) {
     Acc ka, kb;
     load(ks[i] + j, ka, kb);
-    a = at::vec::fmadd(c[i], ka, a);
-    b = at::vec::fmadd(c[i], kb, b);
+    a = fused_multiply_add(c[i], ka, a);
+    b = fused_multiply_add(c[i], kb, b);
   }
 }
 
@@ -240,8 +299,8 @@ void combine_block(const T* x, const T* const* ks, const at::opmath_type<T> (*c)
     for (int i = 0; i < K; ++i) {
       Acc ka, kb;
       load_step(ks[i] + j, n, ka, kb);
-      a = at::vec::fmadd(Acc::loadu(c[i] + e), ka, a);
-      b = at::vec::fmadd(Acc::loadu(c[i] + e + kHalf), kb, b);
+      a = fused_multiply_add(Acc::loadu(c[i] + e), ka, a);
+      b = fused_multiply_add(Acc::loadu(c[i] + e + kHalf), kb, b);
     }
     store_step(out + j, n, a, b);
   }
@@ -259,9 +318,9 @@ void lincomb_kernel(const LincombArgs& args) {
   const int64_t row = args.row, total = args.batch * row;
   bool per_sample = false;
   for (int i = 0; i < K; ++i) per_sample = per_sample || coef.vector[i] != nullptr;
-  const bool stream = kHasStreamingStores && total * static_cast<int64_t>(sizeof(T)) >= kStreamingBytes;
+  const bool stream = kIntrinsics && total * static_cast<int64_t>(sizeof(T)) >= kStreamingBytes;
 
-  at::parallel_for(0, total, kLincombGrain, [&](int64_t begin, int64_t end) BFR_FAST_FLATTEN {
+  at::parallel_for(0, total, kLincombGrain, [&](int64_t begin, int64_t end) {
     if (!per_sample || row >= 8 * Io<T>::kStep) {
       // Runs of one sample (or, with scalar coefficients only, the whole range as one run): the work is organised
       // by elements, so many short samples cost no more than one long one.
@@ -346,8 +405,8 @@ C10_ALWAYS_INLINE void source_magnitude(const T* p, int64_t channels, int64_t P,
   for (int64_t c = 0; c < channels; ++c) {
     Acc va, vb;
     load_step(p + c * P, n, va, vb);
-    a = a + absolute(va);
-    b = b + absolute(vb);
+    a = a + va.abs();
+    b = b + vb.abs();
   }
 }
 
@@ -371,7 +430,7 @@ void fc_forward_kernel(const FcArgs& s, void* loss_out, void* mean_out) {
   const int64_t chunks = (s.P + kFcChunk - 1) / kFcChunk;
   std::vector<double> partial(3 * s.B * chunks);  // (S, E, SE) per item
   const int64_t grain = grain_for(kFcChunk * (2 * s.C + s.Cs));
-  at::parallel_for(0, s.B * chunks, grain, [&](int64_t first, int64_t last) BFR_FAST_FLATTEN {
+  at::parallel_for(0, s.B * chunks, grain, [&](int64_t first, int64_t last) {
     for (int64_t item = first; item < last; ++item) {
       const int64_t b = item / chunks, p0 = (item % chunks) * kFcChunk;
       const int64_t n = std::min(kFcChunk, s.P - p0);
@@ -391,12 +450,12 @@ void fc_forward_kernel(const FcArgs& s, void* loss_out, void* mean_out) {
             load_step(pr + c * s.P + j, m, pa, pb);
             load_step(tg + c * s.P + j, m, ta, tb);
             const Acc da = pa - ta, db = pb - tb;
-            err_a = at::vec::fmadd(da, da, err_a);
-            err_b = at::vec::fmadd(db, db, err_b);
+            err_a = fused_multiply_add(da, da, err_a);
+            err_b = fused_multiply_add(db, db, err_b);
           }
           sum_s = sum_s + mag_a + mag_b;
           sum_e = sum_e + err_a + err_b;
-          sum_se = at::vec::fmadd(mag_a, err_a, at::vec::fmadd(mag_b, err_b, sum_se));
+          sum_se = fused_multiply_add(mag_a, err_a, fused_multiply_add(mag_b, err_b, sum_se));
         }
         flush(sum_s, S);
         flush(sum_e, E);
@@ -441,7 +500,7 @@ void fc_backward_kernel(const FcArgs& s, const void* grad_in, const void* mean_i
   T* out = static_cast<T*>(out_ptr);
   const int64_t chunks = (s.P + kFcChunk - 1) / kFcChunk;
   const int64_t grain = grain_for(kFcChunk * (3 * s.C + s.Cs));
-  at::parallel_for(0, s.B * chunks, grain, [&](int64_t first, int64_t last) BFR_FAST_FLATTEN {
+  at::parallel_for(0, s.B * chunks, grain, [&](int64_t first, int64_t last) {
     // Padded to whole steps, so that the last step's full-width loads stay inside.
     alignas(64) acc_t w[kFcChunk + kStep];
     for (int64_t item = first; item < last; ++item) {
@@ -454,8 +513,8 @@ void fc_backward_kernel(const FcArgs& s, const void* grad_in, const void* mean_i
       for (int64_t j = 0; j < n; j += kStep) {
         Acc mag_a, mag_b;
         source_magnitude(src + j, s.Cs, s.P, std::min(kStep, n - j), mag_a, mag_b);
-        (scale * at::vec::fmadd(g, mag_a, one)).store(w + j);
-        (scale * at::vec::fmadd(g, mag_b, one)).store(w + j + kLanes);
+        (scale * fused_multiply_add(g, mag_a, one)).store(w + j);
+        (scale * fused_multiply_add(g, mag_b, one)).store(w + j + kLanes);
       }
       for (int64_t c = 0; c < s.C; ++c) {
         const int64_t offset = (b * s.C + c) * s.P + p0;
@@ -488,13 +547,13 @@ constexpr int64_t kEnergyBlock = 256;
 
 template <typename R>
 void band_energy_kernel(const BandEnergyArgs& a) {
-  using V = Vectorized<R>;
+  using V = Vec<R>;
   constexpr int64_t kLanes = V::size();
   const R* spectrum = static_cast<const R*>(a.spectrum);
   const R* w_low = static_cast<const R*>(a.w_low);
   const R* w_high = static_cast<const R*>(a.w_high);
   const int64_t L = a.plane_values;
-  at::parallel_for(0, a.planes, grain_for(L), [&](int64_t first, int64_t last) BFR_FAST_FLATTEN {
+  at::parallel_for(0, a.planes, grain_for(L), [&](int64_t first, int64_t last) {
     for (int64_t plane = first; plane < last; ++plane) {
       const R* v = spectrum + plane * L;
       double low[kLanes] = {}, high[kLanes] = {};
@@ -504,8 +563,8 @@ void band_energy_kernel(const BandEnergyArgs& a) {
           const int64_t n = std::min(kLanes, L - j);
           const V x = n == kLanes ? V::loadu(v + j) : V::loadu(v + j, n);
           const V square = x * x;
-          sum_low = at::vec::fmadd(n == kLanes ? V::loadu(w_low + j) : V::loadu(w_low + j, n), square, sum_low);
-          sum_high = at::vec::fmadd(n == kLanes ? V::loadu(w_high + j) : V::loadu(w_high + j, n), square, sum_high);
+          sum_low = fused_multiply_add(n == kLanes ? V::loadu(w_low + j) : V::loadu(w_low + j, n), square, sum_low);
+          sum_high = fused_multiply_add(n == kLanes ? V::loadu(w_high + j) : V::loadu(w_high + j, n), square, sum_high);
         }
         flush(sum_low, low);
         flush(sum_high, high);
