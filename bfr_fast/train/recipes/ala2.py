@@ -132,8 +132,8 @@ class Scoring:
 
 ALA2_SCORING = Scoring(
     threshold_angstrom=0.05, energy_cutoff=500.0, curve_angstrom=(0.01, 1.0),
-    source="τ is the paper's ALA2 value; the cut-off is this recipe's (about 200 kT at 300 K, the MD's energies "
-           "lie between about -120 and -30 kJ/mol)")
+    source="τ is the paper's ALA2 value; the cut-off is this recipe's choice for ALA2 (about 200 kT at 300 K; "
+           "its MD's energies lie between about -120 and -30 kJ/mol)")
 """Alanine dipeptide and user trajectories: τ = 0.05 Å, the paper's Table 5 value for ALA2 (0.005 nm). At the
 0.5 Å used before, every row covered 100 % (the MD's own AMR is about 0.08 Å), so coverage could not tell rows
 apart."""
