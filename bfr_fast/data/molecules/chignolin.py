@@ -52,8 +52,8 @@ STRUCTURE_NAME = "chignolin-cln025-built.pdb"
 """File name of the built structure in the cache folder, as the MD's provenance records it."""
 
 DEFAULT_NANOSECONDS = 2.0
-"""Production length of the default reference MD: about 30 minutes on this project's 2-core CPU (75-113 ns/day
-measured on 2 threads, ``docs/results/chignolin.md``)."""
+"""Production length of the default reference MD, sized to at most about half an hour on this project's 2-core
+CPU (its measured wall times: ``docs/results/chignolin.md``)."""
 
 DEFAULT_FRAMES = 20_000
 """Frames of the default reference MD, one per 0.1 ps: the default block split leaves 16 000 training and 4 000
