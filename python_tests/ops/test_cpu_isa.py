@@ -139,13 +139,19 @@ FC_CASES = [((0, 3, 4, 4), 3), ((1, 1, 1), 1), ((2, 3, 1, 1), 1), ((3, 1, 17), 2
             ((2, 3, 32, 32), 3), ((2, 2, 3, 4, 5), 5), ((5, 4, 2048), 1), ((2, 3, 1500), 2), ((64, 3, 33), 1)]
 
 
+def fc_inputs(shape: tuple[int, ...], source_channels: int, dtype: torch.dtype,
+              seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Prediction, target and FC source of one :data:`FC_CASES` case (the source with its own channel count)."""
+    return (make(shape, dtype, seed, "cpu"), make(shape, dtype, seed + 100, "cpu"),
+            make((shape[0], source_channels, *shape[2:]), dtype, seed + 200, "cpu"))
+
+
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_fc_forward_matches_reference(isa, dtype):
     with running(isa):
         for seed, (shape, source_channels) in enumerate(FC_CASES):
-            pred, target = make(shape, dtype, seed, "cpu"), make(shape, dtype, seed + 100, "cpu")
-            source = make((shape[0], source_channels, *shape[2:]), dtype, seed + 200, "cpu")
+            pred, target, source = fc_inputs(shape, source_channels, dtype, seed)
             for gamma in (0.0, 1.0, 3.0):
                 loss = fc_weighted_mse(pred, target, source, gamma, backend="fused")
                 expected = fc_weighted_mse_reference(pred, target, source, gamma)
@@ -157,8 +163,7 @@ def test_fc_forward_matches_reference(isa, dtype):
 def test_fc_backward_matches_reference(isa, dtype):
     with running(isa):
         for seed, (shape, source_channels) in enumerate(FC_CASES):
-            pred, target = make(shape, dtype, seed, "cpu"), make(shape, dtype, seed + 100, "cpu")
-            source = make((shape[0], source_channels, *shape[2:]), dtype, seed + 200, "cpu")
+            pred, target, source = fc_inputs(shape, source_channels, dtype, seed)
             weights = make((shape[0],), torch.float32, seed + 300, "cpu")
             grads = []
             for backend in ("fused", "eager"):
