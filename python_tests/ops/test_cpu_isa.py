@@ -63,10 +63,11 @@ def test_environment_variable_chooses_the_instruction_set(requested):
 
 # --- lincomb -------------------------------------------------------------------------------------------------------
 
-# Empty, one element per sample (the work is organised by elements), lengths that are not whole vectors, and sizes
-# that the thread pool splits.
+# Empty, one element per sample (the work is organised by elements), samples shorter than a step (per-sample
+# coefficients expanded per element), of a few steps with a masked last one (runs of one sample), lengths that are
+# not whole vectors, and sizes that the thread pool splits.
 LINCOMB_SHAPES = [(0, 5), (3, 0), (1,), (37,), (37, 1), (1000, 1), (5, 7), (3, 1, 7, 5), (2, 4099), (9, 33),
-                  (4, 1000), (3, 40_001), (100_003,)]
+                  (1000, 40), (4, 1000), (3, 40_001), (100_003,)]
 
 
 def lincomb_inputs(shape, dtype, n_terms, per_sample, seed):

@@ -200,6 +200,8 @@ constexpr int64_t kCoefficientRow = kCoefficientBlock + 64;
 // the caches, so the output's cache lines are not first read from memory (a third of a copy's traffic), and they do
 // not evict the inputs. Smaller outputs are left in the cache for whoever reads them next.
 constexpr int64_t kStreamingBytes = 8 << 20;
+// ... and, with per-sample coefficients, samples of at least this many steps.
+constexpr int64_t kStreamingRowSteps = 8;
 
 // Stores two acc vectors as T, non-temporally; p must be aligned to the stored vector's size.
 template <typename T>
@@ -318,12 +320,16 @@ void lincomb_kernel(const LincombArgs& args) {
   const int64_t row = args.row, total = args.batch * row;
   bool per_sample = false;
   for (int i = 0; i < K; ++i) per_sample = per_sample || coef.vector[i] != nullptr;
-  const bool stream = kIntrinsics && total * static_cast<int64_t>(sizeof(T)) >= kStreamingBytes;
+  // Runs of a few steps are written with ordinary stores: their unaligned heads and tails would share cache lines
+  // with non-temporal stores, which then cost a read of the line after all.
+  const bool stream = kIntrinsics && total * static_cast<int64_t>(sizeof(T)) >= kStreamingBytes &&
+                      (!per_sample || row >= kStreamingRowSteps * Io<T>::kStep);
 
   at::parallel_for(0, total, kLincombGrain, [&](int64_t begin, int64_t end) {
-    if (!per_sample || row >= 8 * Io<T>::kStep) {
+    if (!per_sample || row >= Io<T>::kStep) {
       // Runs of one sample (or, with scalar coefficients only, the whole range as one run): the work is organised
-      // by elements, so many short samples cost no more than one long one.
+      // by elements, so many short samples cost no more than one long one. A run's partial last step is a masked
+      // load and store on AVX2 and AVX-512, about the cost of a full one.
       for (int64_t j = begin; j < end;) {
         const int64_t b = j / row;
         const int64_t run_end = per_sample ? std::min(end, (b + 1) * row) : end;
@@ -334,7 +340,8 @@ void lincomb_kernel(const LincombArgs& args) {
       }
       return;
     }
-    // Short samples with per-sample coefficients: expand the coefficients per element, a block at a time.
+    // Samples shorter than a step with per-sample coefficients: expand the coefficients per element, a block at a
+    // time, so that every step is full.
     alignas(64) acc_t c[K][kCoefficientRow];
     for (int64_t block = begin; block < end; block += kCoefficientBlock) {
       const int64_t block_end = std::min(end, block + kCoefficientBlock);
