@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,26 +64,42 @@ def device_description(device: torch.device) -> str:
     return f"{model}, {os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads"
 
 
-def time_call(fn: Callable[[], object], min_run_time: float) -> float:
-    """Median seconds per call, after one warm-up call (which also triggers torch.compile)."""
-    fn()
+ROUNDS = 5
+"""Interleaved rounds per case (see :func:`time_variants`)."""
+
+
+def time_variants(fns: dict[str, Callable[[], object]], min_run_time: float,
+                  rounds: int = ROUNDS) -> tuple[dict[str, float], dict[str, str]]:
+    """Median seconds per call of each variant, and the error of each variant that raised.
+
+    Every variant is called once to warm up (which also triggers torch.compile), then the variants are timed in
+    turn, ``rounds`` times over, each turn a ``blocked_autorange`` of ``min_run_time / rounds`` seconds: a burst of
+    load from elsewhere on the machine (a VM's steal time) then lands on one turn of every variant alike instead
+    of on the whole of one variant, and the median over the turns drops it.
+    """
+    errors: dict[str, str] = {}
+    working: dict[str, Callable[[], object]] = {}
+    for variant, fn in fns.items():
+        try:
+            fn()
+            working[variant] = fn
+        except Exception as error:  # noqa: BLE001 (a benchmark row must survive one broken variant)
+            errors[variant] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
     # Timer defaults to one thread; time with the same thread count as the warm-up (and as users run).
-    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
-    measurement = timer.blocked_autorange(min_run_time=min_run_time)
-    return float(measurement.median)
+    timers = {v: Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+              for v, fn in working.items()}
+    turns: dict[str, list[float]] = {v: [] for v in working}
+    for _ in range(rounds):
+        for variant, timer in timers.items():
+            turns[variant].append(timer.blocked_autorange(min_run_time=min_run_time / rounds).median)
+    return {v: statistics.median(t) for v, t in turns.items()}, errors
 
 
 def run_case(case: Case, min_run_time: float) -> dict:
-    """Checks ``case`` (its ``check``, if any) and times every variant; a variant that fails is recorded with its
-    error, not silently dropped."""
+    """Checks ``case`` (its ``check``, if any) and times every variant (:func:`time_variants`); a variant that fails
+    is recorded with its error, not silently dropped."""
     agreement = case.check() if case.check is not None else {}
-    seconds: dict[str, float] = {}
-    errors: dict[str, str] = {}
-    for variant, fn in case.fns.items():
-        try:
-            seconds[variant] = time_call(fn, min_run_time)
-        except Exception as error:  # noqa: BLE001 (a benchmark row must survive one broken variant)
-            errors[variant] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    seconds, errors = time_variants(case.fns, min_run_time)
     scale = 1e9 if case.unit == "GB/s" else 1.0
     throughput = {v: case.work / s / scale for v, s in seconds.items()}
     speedup = {v: s / seconds["fused"] for v, s in seconds.items() if v != "fused" and "fused" in seconds}
@@ -146,7 +163,12 @@ def markdown_table(rows: list[dict], title: str) -> str:
             diffs = r.get("agreement") or {}
             cells.append(f"{max(diffs.values()):.1e}" if diffs else "—")
         lines.append("| " + " | ".join(cells) + " |")
-    notes = [f"- {r['op']} / {r['case']}: {n}" for r in rows for n in r["notes"]]
+    runs: dict[str, list[str]] = {}
+    for r in rows:
+        runs.setdefault(r.get("ran", "unrecorded"), []).append(r["op"])
+    notes = ([f"- measured in the run of {ran}: {', '.join(dict.fromkeys(ops))}" for ran, ops in runs.items()]
+             if len(runs) > 1 else [])
+    notes += [f"- {r['op']} / {r['case']}: {n}" for r in rows for n in r["notes"]]
     notes += [f"- {r['op']} / {r['case']}: {v} failed: {e}" for r in rows for v, e in r["errors"].items()]
     if notes:
         lines += ["", *notes]
