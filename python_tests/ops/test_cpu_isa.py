@@ -97,11 +97,14 @@ def test_lincomb_matches_reference(isa, dtype, coefficients):
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_lincomb_large_outputs_misaligned_and_in_place(isa, dtype):
-    """Outputs of 8 MiB and more take non-temporal stores from the first aligned position on: an output one element
-    off alignment, and x updated in place, must come out the same."""
+@pytest.mark.parametrize("row", [None, 40, 5], ids=["long-samples", "samples-of-a-few-steps", "samples-under-a-step"])
+def test_lincomb_large_outputs_misaligned_and_in_place(isa, dtype, row):
+    """Outputs of 8 MiB and more take non-temporal stores from the first aligned position on (long samples by runs
+    of one sample, short ones by blocks across samples): an output one element off alignment, and x updated in
+    place, must come out the same."""
     numel = (8 << 20) // dtype.itemsize + 4099
-    x, ks, coeffs = lincomb_inputs((3, numel // 3), dtype, 3, [True, False, True], 0)
+    shape = (3, numel // 3) if row is None else (numel // row, row)
+    x, ks, coeffs = lincomb_inputs(shape, dtype, 3, [True, False, True], 0)
     expected = lincomb_reference(x, ks, coeffs)
     buffer = torch.empty(x.numel() + 1, dtype=dtype)
     out = buffer[1:].view(x.shape)

@@ -338,6 +338,10 @@ void lincomb_kernel(const LincombArgs& args) {
         combine_range<T, K>(x, ks, c, out, j, run_end, stream);
         j = run_end;
       }
+#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
+      // Non-temporal stores are weakly ordered: each thread makes its own visible before the op returns.
+      if (stream) _mm_sfence();
+#endif
       return;
     }
     // Samples shorter than a step with per-sample coefficients: expand the coefficients per element, a block at a
@@ -353,10 +357,6 @@ void lincomb_kernel(const LincombArgs& args) {
       combine_block<T, K>(x, ks, c, out, block, block_end);
     }
   });
-#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
-  // Non-temporal stores are weakly ordered: make them visible before the op returns.
-  if (stream) _mm_sfence();
-#endif
 }
 
 template <typename T>
