@@ -99,9 +99,9 @@ def test_lincomb_matches_reference(isa, dtype, coefficients):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("row", [None, 40, 5], ids=["long-samples", "samples-of-a-few-steps", "samples-under-a-step"])
 def test_lincomb_large_outputs_misaligned_and_in_place(isa, dtype, row):
-    """Outputs of 8 MiB and more take non-temporal stores from the first aligned position on (long samples by runs
-    of one sample, short ones by blocks across samples): an output one element off alignment, and x updated in
-    place, must come out the same."""
+    """Outputs of 8 MiB and more take non-temporal stores from the first aligned position on where samples are long
+    (with per-sample coefficients, samples of a few steps or less keep ordinary stores): at every sample length, an
+    output one element off alignment, and x updated in place, must come out the same."""
     numel = (8 << 20) // dtype.itemsize + 4099
     shape = (3, numel // 3) if row is None else (numel // row, row)
     x, ks, coeffs = lincomb_inputs(shape, dtype, 3, [True, False, True], 0)

@@ -329,7 +329,7 @@ void lincomb_kernel(const LincombArgs& args) {
     if (!per_sample || row >= Io<T>::kStep) {
       // Runs of one sample (or, with scalar coefficients only, the whole range as one run): the work is organised
       // by elements, so many short samples cost no more than one long one. A run's partial last step is a masked
-      // load and store on AVX2 and AVX-512, about the cost of a full one.
+      // load and store on AVX2 and AVX-512.
       for (int64_t j = begin; j < end;) {
         const int64_t b = j / row;
         const int64_t run_end = per_sample ? std::min(end, (b + 1) * row) : end;
