@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bfr_fast.train.options import ENERGY_CONSTRAINTS, PRECISIONS, RunOptions, json_value
+from bfr_fast.train.options import COORDINATES, ENERGY_CONSTRAINTS, PRECISIONS, RunOptions, json_value
 from bfr_fast.train.recipes import DEFAULT_RECIPE, RECIPES, RunContext
 from bfr_fast.train.run_folder import RunFolder
 from bfr_fast.train.runner import execute, guarded_main, refuse_changed_options
@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--energy-constraints", choices=ENERGY_CONSTRAINTS, help="ala2 recipes: project generated "
                         "conformers onto the MD's X-H bond constraints before their energy (hbonds, the default) "
                         "or not (none)")
+    parser.add_argument("--coordinates", choices=COORDINATES, help="ala2 recipes: what the networks model, "
+                        "Cartesian coordinates of the aligned frames or internal coordinates (bonds, angles, "
+                        "torsions); default: the system's (internal for chignolin, else cartesian)")
     return parser
 
 

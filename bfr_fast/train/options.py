@@ -19,6 +19,10 @@ ENERGY_CONSTRAINTS = ("hbonds", "none")
 """``--energy-constraints``: project generated conformers onto the MD's X-H bond constraints before their energy
 (``hbonds``, the molecular recipes' default) or score them as generated (``none``)."""
 
+COORDINATES = ("cartesian", "internal")
+"""``--coordinates``: what the molecular recipes' networks model: standardised Cartesian coordinates of the aligned
+frames, or standardised internal coordinates (bond lengths, angles, torsions of a Z-matrix)."""
+
 
 def default_cache_dir() -> Path:
     """Where trained feature extractors are cached: ``$BFR_FAST_CACHE`` or ``~/.cache/bfr_fast``."""
@@ -70,6 +74,7 @@ class RunOptions:
     topology: Path | None = None
     selection: str | None = None
     energy_constraints: str | None = None
+    coordinates: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "base_steps", "batch_size", "num_samples", "sampler_steps", "seeds"):
@@ -95,6 +100,8 @@ class RunOptions:
         if self.energy_constraints is not None and self.energy_constraints not in ENERGY_CONSTRAINTS:
             raise ValueError(f"--energy-constraints must be one of {ENERGY_CONSTRAINTS}, "
                              f"got {self.energy_constraints!r}")
+        if self.coordinates is not None and self.coordinates not in COORDINATES:
+            raise ValueError(f"--coordinates must be one of {COORDINATES}, got {self.coordinates!r}")
 
     def to_json(self) -> dict[str, Any]:
         return {k: json_value(v) for k, v in asdict(self).items()}

@@ -77,8 +77,10 @@ def test_ala2_is_registered():
 
 def test_ddpm_base_gives_the_same_table(tmp_path, md_cache):
     out = tmp_path / "ala2-ddpm"
-    assert main(_args(out, md_cache, "--energy-constraints", "none", recipe="ala2-ddpm")) == 0
+    assert main(_args(out, md_cache, "--energy-constraints", "none", "--coordinates", "internal",
+                      recipe="ala2-ddpm")) == 0
     metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["coordinates"] == "internal" and metrics["features"] == 3 * 22 - 6
     assert metrics["recipe"] == "ala2-ddpm" and metrics["base"] == "ddpm" and metrics["energy_constraints"] == "none"
     assert all(r["energy_constraints"] == "none" for r in metrics["rows"])
     assert [(r["method"], r["nfe_base"], r["nfe_refiner"]) for r in metrics["rows"]] == EXPECTED
@@ -105,6 +107,7 @@ def test_rows_are_the_table_with_sane_metrics(short_run):
     assert metrics["recipe"] == "ala2" and metrics["base"] == "fm" and metrics["threshold_angstrom"] == 0.05
     assert metrics["threshold_nm"] == pytest.approx(0.005)  # the paper's ALA2 τ, Table 5
     assert metrics["energy_constraints"] == "hbonds" and metrics["energies_absent"] is None
+    assert metrics["coordinates"] == "cartesian" and metrics["features"] == 3 * 22  # ALA2's default
     rows = metrics["rows"]
     assert [(r["method"], r["nfe_base"], r["nfe_refiner"]) for r in rows] == EXPECTED
     for row in rows + [metrics["md_train"]]:

@@ -39,6 +39,7 @@ def test_the_table_uses_the_papers_chignolin_threshold_and_cutoff(run):
     assert metrics["threshold_angstrom"] == 0.35 and metrics["energy_cutoff_kj_mol"] == 2000.0
     assert metrics["provenance"]["platform"] == "CPU" and metrics["provenance"]["nanoseconds"] == MD["nanoseconds"]
     assert metrics["energy_constraints"] == "hbonds" and len(metrics["rows"]) == ROWS
+    assert metrics["coordinates"] == "internal" and metrics["features"] == 3 * 166 - 6  # chignolin's default
     for row in metrics["rows"] + [metrics["md_train"]]:
         assert 0 <= row["cov_r"] <= 1 and 0 <= row["cov_p"] <= 1 and row["amr_r"] > 0 and row["rmsd_atoms"] == "heavy"
         assert 0 <= row["excluded_generated"] <= row["n_generated"] == 30
@@ -46,6 +47,8 @@ def test_the_table_uses_the_papers_chignolin_threshold_and_cutoff(run):
     floor = metrics["md_train"]  # MD frames: physical energies, none excluded, and below the cut-off by far
     assert floor["excluded_generated"] == 0 and floor["mean_reference"] < 0 and floor["mean_generated"] < 0
     results = (run / "results.md").read_text()
+    assert "BFR on chignolin (CLN025, YYDPETGTWY) (40 training / 10 test MD frames" in results
+    assert "166 atoms, internal coordinates, 492 features" in results
     assert "BFR on chignolin (CLN025, YYDPETGTWY) (40 training / 10 test MD frames" in results
     assert "COV-R (%, τ = 0.35 Å)" in results and "AMR-R (Å)" in results and "excluded (E > 2000 kJ/mol)" in results
     assert "the paper's chignolin values" in results
@@ -67,6 +70,8 @@ def test_coverage_curves_span_the_chignolin_range_with_the_floor(run):
                                                               "built-in chignolin MD has its own)"),
     (["--data", "chignolin:0.004:50", "--selection", "resname XYZ"], "--selection: 'resname XYZ' selects none"),
     (["--data", "chignolins"], "--data: 'chignolins' is neither a system of ['ala2', 'chignolin']"),
+    (["--data", "chignolin:0.004:50", "--selection", "resid 0 or resid 9"],
+     "--coordinates internal: topology: internal coordinates need one molecule connected by bonds"),
 ])
 def test_user_mistakes_are_one_line_errors(cache, tmp_path, capsys, extra, message):
     code = main(["--recipe", "ala2", "--out", str(tmp_path / "bad"), "--cache-dir", str(cache), *TINY, *extra])

@@ -12,6 +12,7 @@ from bfr_fast.data.molecules.augment import random_rotation, random_rotation_mat
 from bfr_fast.data.molecules.dataset import DEFAULT_SPLIT_BLOCKS, DEFAULT_TEST_FRACTION, MoleculeDataset
 from bfr_fast.data.molecules.dataset import block_split, molecule_dataset
 from bfr_fast.data.molecules.dihedrals import BASINS, backbone_dihedrals, basin_populations
+from bfr_fast.data.molecules.internal import InternalCoordinates, ZMatrix, to_cartesian, to_internal, zmatrix
 from bfr_fast.data.molecules.forcefield import DEFAULT_FORCEFIELD, create_system, openmm_topology
 from bfr_fast.data.molecules.reference_md import ReferenceMD, generate_reference_md, load_reference_md
 from bfr_fast.data.molecules.standardizer import Standardizer
@@ -36,11 +37,13 @@ __all__ = [
     "DEFAULT_SPLIT_BLOCKS",
     "DEFAULT_TEST_FRACTION",
     "HAIRPIN_TORSIONS",
+    "InternalCoordinates",
     "MOLECULAR_SYSTEMS",
     "MolecularSystem",
     "MoleculeDataset",
     "ReferenceMD",
     "Standardizer",
+    "ZMatrix",
     "alanine_dipeptide",
     "atom_masses",
     "backbone_dihedrals",
@@ -60,4 +63,7 @@ __all__ = [
     "reference_md_path",
     "remove_center_of_mass",
     "select_atoms",
+    "to_cartesian",
+    "to_internal",
+    "zmatrix",
 ]

@@ -138,6 +138,7 @@ def chignolin_structure(folder: str | Path) -> Path:
 
 CHIGNOLIN = MolecularSystem(
     name="chignolin", title=f"chignolin (CLN025, {CHIGNOLIN_SEQUENCE})", structure_name=STRUCTURE_NAME,
-    structure=chignolin_structure, nanoseconds=DEFAULT_NANOSECONDS, frames=DEFAULT_FRAMES, platform="CPU")
+    structure=chignolin_structure, nanoseconds=DEFAULT_NANOSECONDS, frames=DEFAULT_FRAMES, platform="CPU",
+    coordinates="internal")
 """CLN025, 166 atoms, built from its sequence; its MD on OpenMM's CPU platform (threads: ``OPENMM_CPU_THREADS``,
 else every core)."""

@@ -36,6 +36,11 @@ class Standardizer:
             raise ValueError("x: some coordinate is constant over the frames; it cannot be standardised")
         return cls(flat.mean(dim=0).float(), std.float(), x.shape[1])
 
+    @property
+    def dim(self) -> int:
+        """Features per conformer, ``3 * atoms``."""
+        return 3 * self.atoms
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, atoms, 3)`` conformers in nm to ``(N, 3 * atoms)`` standardised vectors."""
         return (x.flatten(1) - self.mean.to(x.device)) / self.std.to(x.device)

@@ -32,6 +32,8 @@ class MolecularSystem:
         nanoseconds: Default production length.
         frames: Default number of frames kept.
         platform: OpenMM platform of its MD (``"Reference"`` is the fastest for ~20 atoms, ``"CPU"`` beyond).
+        coordinates: What the molecular recipes model by default: ``"cartesian"`` (aligned, standardised) or
+            ``"internal"`` (:class:`~bfr_fast.data.molecules.InternalCoordinates`).
     """
 
     name: str
@@ -41,6 +43,7 @@ class MolecularSystem:
     nanoseconds: float
     frames: int
     platform: str
+    coordinates: str = "cartesian"
 
     def cache_path(self, cache_dir: str | Path, nanoseconds: float | None = None, frames: int | None = None,
                    temperature: float = 300.0, seed: int = 0) -> Path:

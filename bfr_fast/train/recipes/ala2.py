@@ -25,11 +25,17 @@ Steps (each network checkpointed in the run folder; ``--resume`` loads what is f
    legitimate for this experiment because every metric is invariant to rigid motions: COV/AMR take the RMSD
    after optimal superposition (:func:`~bfr_fast.ops.rmsd_min`) and the force-field energy is invariant too.
    Random-rotation augmentation would undo the alignment, so it is off.
-3. **Normalisation.** Frames are flattened to 66 numbers and standardised per coordinate with the training
-   mean and standard deviation (:class:`Standardizer`; after alignment the stds range from 0.005 to 0.13 nm).
-   The networks and refiners live in these units, so the refiners' noise scales (σ_d, σ_f, the DFR noise
-   augmentation, all 0.1) are fractions of each coordinate's spread, as they are of the pixel range for
-   images. Samples are mapped back to nm before any metric.
+3. **Coordinates and normalisation** (``--coordinates``; the default is the system's). ``cartesian`` (ALA2 and
+   user trajectories): frames are flattened to 3 × atoms numbers (66 for ALA2) and standardised per coordinate
+   with the training mean and standard deviation (:class:`Standardizer`; for ALA2 after alignment the stds range
+   from 0.005 to 0.13 nm). ``internal`` (chignolin): the 3 × atoms − 6 bond lengths, bond angles and torsions of
+   a Z-matrix of the bond graph, each standardised the same way (:class:`InternalCoordinates`; torsions
+   centred on their circular mean first). In Cartesian coordinates a bond is a small difference of two
+   coordinates that spread over several Å for a ten-residue chain, so a network must be pm-accurate everywhere
+   to make valid bonds; in internal coordinates each bond is a feature of its own. The networks and refiners
+   live in these units, so the refiners' noise scales (σ_d, σ_f, the DFR noise augmentation, all 0.1) are
+   fractions of each feature's spread, as they are of the pixel range for images. Samples are mapped back to
+   nm before any metric.
 4. **Base.** An OT-CFM residual MLP (:class:`~bfr_fast.models.MLP`), frozen as :math:`G` = Euler with
    ``sampler_steps`` steps. ``--recipe ala2-ddpm`` trains the same MLP as a DDPM ε-predictor instead (linear β
    schedule, 1000 steps, :class:`~bfr_fast.losses.EpsPredictionLoss`) and samples and inverts it through its
@@ -71,6 +77,7 @@ from bfr_fast.data.augment import RefinerAugmentation
 from bfr_fast.data.molecules import (
     BASINS,
     MOLECULAR_SYSTEMS,
+    InternalCoordinates,
     MolecularSystem,
     MoleculeDataset,
     Standardizer,
@@ -311,6 +318,32 @@ class EnergyModel:
         return "hbonds" if self.constrain else "none"
 
 
+Encoder = Standardizer | InternalCoordinates
+"""What the networks model: flat standardised Cartesian coordinates, or standardised internal coordinates."""
+
+
+def coordinates_for(options: Any) -> str:
+    """``--coordinates``, or the built-in system's default (``cartesian`` for a user's trajectory)."""
+    if options.coordinates is not None:
+        return options.coordinates
+    return parse_data(options.data)[0].coordinates if is_builtin(options.data) else "cartesian"
+
+
+def fit_encoder(data: MoleculeDataset, coordinates: str) -> Encoder:
+    """The encoder of ``coordinates`` fitted on the training frames.
+
+    Raises:
+        ValueError: one line naming ``--coordinates`` when internal coordinates cannot be built for the topology
+            (atoms not bonded into one molecule, e.g. a selection that cuts the chain).
+    """
+    if coordinates == "cartesian":
+        return Standardizer.fit(data.train_x)
+    try:
+        return InternalCoordinates.fit(data.train_x, data.topology)
+    except ValueError as error:
+        raise ValueError(f"--coordinates internal: {error}") from None
+
+
 def energy_model(topology: Any, constraints: str | None) -> EnergyModel:
     """Energies for ``topology`` under the reference MD's force field when it can be built, else why not.
 
@@ -419,7 +452,7 @@ def table(rows: list[dict[str, Any]], scoring: Scoring) -> str:
 
 
 @torch.no_grad()
-def evaluate(ctx: RunContext, data: MoleculeDataset, standardizer: Standardizer, generator: FrozenGenerator,
+def evaluate(ctx: RunContext, data: MoleculeDataset, encoder: Encoder, generator: FrozenGenerator,
              refiners: dict[str, Refiner], num_samples: int, model: EnergyModel,
              scoring: Scoring) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, str]]:
     """Scores every row from one noise draw, plus the MD training frames as the floor; writes the figures
@@ -437,12 +470,12 @@ def evaluate(ctx: RunContext, data: MoleculeDataset, standardizer: Standardizer,
     curves = {FLOOR_LABEL: floor.pop("coverage_curve")}
 
     rows = []
-    noise = source_noise(num_samples, (3 * data.n_atoms,), seed, ctx.device)
+    noise = source_noise(num_samples, (encoder.dim,), seed, ctx.device)
     for candidate in table_candidates(generator, refiners, noise, None, seed, progress=ctx.dist.is_main):
         method = candidate.method
         samples, nfe_base, nfe_refiner = candidate.make()
         nfe = nfe_refiner  # labels by true NFE: one RK4 step is 4
-        xyz = standardizer.decode(samples.float()).cpu()
+        xyz = encoder.decode(samples.float()).cpu()
         metrics, row_energies = score(data, xyz, reference_energies, model, scoring)
         curves[_label(method, nfe)] = metrics.pop("coverage_curve")
         row = {"method": method, "solver": candidate.solver, "nfe_base": nfe_base, "nfe_refiner": nfe_refiner,
@@ -505,8 +538,9 @@ def run(ctx: RunContext, base_kind: str = "fm") -> RunResult:
     model = energy_model(data.topology, ctx.options.energy_constraints)
     if model.absent is not None:
         log.info("energies: none (%s)", model.absent)
-    standardizer = Standardizer.fit(data.train_x)
-    x = standardizer.encode(data.train_x)
+    coordinates = coordinates_for(ctx.options)
+    encoder = fit_encoder(data, coordinates)
+    x = encoder.encode(data.train_x)
     base = train_base(ctx, budget, x, base_kind)
     generator = SamplerSpec("euler", ctx.options.sampler_steps or budget.sampler_steps).generator(base)
     pool = cached_pool(ctx.workspace, generator, (x.shape[1],), x.shape[0], None)
@@ -515,7 +549,7 @@ def run(ctx: RunContext, base_kind: str = "fm") -> RunResult:
     if not ctx.dist.is_main:  # every rank trains; the main process alone evaluates and writes
         return RunResult({}, "")
     n = ctx.options.num_samples or budget.num_samples
-    rows, floor, figures = evaluate(ctx, data, standardizer, generator, refiners, n, model, scoring)
+    rows, floor, figures = evaluate(ctx, data, encoder, generator, refiners, n, model, scoring)
 
     error = cache.error_summary()
     provenance = {key: value for key, value in data.provenance.items() if key != "cache_path"}
@@ -523,7 +557,8 @@ def run(ctx: RunContext, base_kind: str = "fm") -> RunResult:
     length = f"{provenance.get('nanoseconds', '?')} ns" if system else provenance["trajectory"]
     title = (
         f"BFR on {system.title if system else data.name} ({data.train_x.shape[0]} training / "
-        f"{data.test_x.shape[0]} test MD frames, {length}, {data.n_atoms} atoms): base = residual MLP "
+        f"{data.test_x.shape[0]} test MD frames, {length}, {data.n_atoms} atoms, {coordinates} coordinates, "
+        f"{encoder.dim} features): base = residual MLP "
         f"({'OT-CFM' if base_kind == 'fm' else 'DDPM, probability-flow ODE'}), Euler {generator.num_steps} steps; "
         f"{n} conformers per row from the same noise (seed {ctx.options.seed}), scored against the test frames"
     )
@@ -536,6 +571,8 @@ def run(ctx: RunContext, base_kind: str = "fm") -> RunResult:
         "selection": ctx.options.selection,
         "n_atoms": data.n_atoms,
         "alignment": "Kabsch onto the first frame by heavy atoms; no rotation augmentation",
+        "coordinates": coordinates,
+        "features": encoder.dim,
         "threshold_nm": scoring.threshold_nm,
         "threshold_angstrom": scoring.threshold_angstrom,
         "energy_cutoff_kj_mol": scoring.energy_cutoff,
@@ -559,8 +596,9 @@ def run_ddpm(ctx: RunContext) -> RunResult:
     return run(ctx, base_kind="ddpm")
 
 
-READS = frozenset({"base_steps", "sampler_steps", "topology", "selection", "energy_constraints"})
-"""Molecules: no image data root, no Inception; a user's trajectory, its atoms, the energies' constraints."""
+READS = frozenset({"base_steps", "sampler_steps", "topology", "selection", "energy_constraints", "coordinates"})
+"""Molecules: no image data root, no Inception; a user's trajectory, its atoms, the energies' constraints, what
+the networks model."""
 RECIPE = Recipe("ala2", "Table 5: alanine dipeptide (or --data chignolin), base MLP flow, baselines, DFR and LFR at "
                         "1/10 NFE, COV/AMR, energy error", run, reads=READS)
 DDPM_RECIPE = Recipe("ala2-ddpm", "ala2 with a DDPM base sampled through its probability-flow ODE", run_ddpm,

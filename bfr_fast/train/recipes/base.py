@@ -49,7 +49,7 @@ class RunResult:
 
 
 SPECIFIC_OPTIONS = frozenset({"select", "seeds", "base_steps", "sampler_steps", "inception", "data_root", "topology",
-                              "selection", "energy_constraints"})
+                              "selection", "energy_constraints", "coordinates"})
 """Options that only some recipes read; one given to a recipe that declares it does not read it is refused."""
 
 
