@@ -90,6 +90,11 @@ def _given_options(parser: argparse.ArgumentParser, args: argparse.Namespace,
     return {k: v for k, v in vars(parsed).items() if v is not unset}
 
 
+BEFORE_OPTION = {"coordinates": "cartesian"}
+"""For options added after runs were recorded: the value that reproduces what such a run did. A chignolin run
+recorded before ``--coordinates`` modelled Cartesian coordinates, though chignolin's default is now internal."""
+
+
 def _resumed_options(out: Path, given: dict[str, Any]) -> RunOptions:
     """The options recorded in ``out``'s ``config.json``, with the given ones that a resume may change.
 
@@ -103,6 +108,8 @@ def _resumed_options(out: Path, given: dict[str, Any]) -> RunOptions:
         raise ValueError(f"--resume: {config} is not a run's config (damaged?); start a new run in another "
                          "--out") from None
     given = {k: json_value(v) for k, v in given.items()}
+    reads = getattr(RECIPES.get(recorded.get("recipe")), "reads", None) or ()
+    recorded = {**{name: value for name, value in BEFORE_OPTION.items() if name in reads}, **recorded}
     refuse_changed_options(config, recorded, given)
     return RunOptions.from_json({**recorded, **given})
 

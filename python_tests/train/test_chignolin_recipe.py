@@ -9,7 +9,7 @@ import pytest
 
 from bfr_fast.data.molecules import CHIGNOLIN, generate_reference_md
 from bfr_fast.data.molecules.chignolin import chignolin_structure
-from bfr_fast.train.cli import main
+from bfr_fast.train.cli import main, parse_options
 
 MD = dict(nanoseconds=0.004, frames=50)  # 8 ps: 40 training and 10 test frames
 DATA = f"chignolin:{MD['nanoseconds']}:{MD['frames']}"
@@ -77,3 +77,19 @@ def test_user_mistakes_are_one_line_errors(cache, tmp_path, capsys, extra, messa
     code = main(["--recipe", "ala2", "--out", str(tmp_path / "bad"), "--cache-dir", str(cache), *TINY, *extra])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_a_run_recorded_before_coordinates_existed_resumes_in_cartesian_coordinates(run, tmp_path):
+    """Chignolin's default became internal coordinates; a run folder whose config predates ``--coordinates``
+    modelled Cartesian ones, and its resume must keep them (its checkpoints have 498 inputs, not 492)."""
+    config = json.loads((run / "config.json").read_text())
+    assert config["options"]["coordinates"] is None  # recorded as given: the system's default
+    assert parse_options(["--resume", "--out", str(run)]).coordinates is None
+    old = tmp_path / "old"
+    old.mkdir()
+    del config["options"]["coordinates"]
+    (old / "config.json").write_text(json.dumps(config))
+    assert parse_options(["--resume", "--out", str(old)]).coordinates == "cartesian"
+    config["options"]["recipe"] = "bfr"  # a recipe that does not read the option gets nothing
+    (old / "config.json").write_text(json.dumps(config))
+    assert parse_options(["--resume", "--out", str(old)]).coordinates is None
