@@ -140,6 +140,30 @@ class RefinementBudget:
         """Optimisation settings of a refiner (``steps`` None: :attr:`refiner_steps`)."""
         return train_config(steps or self.refiner_steps, self.lr, self.precision)
 
+    def distillation(self) -> Distillation:
+        """The settings of :func:`distill_refiners` this budget stands for."""
+        return Distillation(self.teacher_steps, self.distill_pairs, self.distill_start_fraction,
+                            self.config(self.distill_steps), self.batch_size)
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """How the 1-NFE students are made (:func:`distill_refiner`), for samples of any kind.
+
+    Attributes:
+        teacher_steps: Euler steps of a refiner when it makes its student's pairs (the teacher's NFE).
+        pairs: Pairs per class (in all, for unconditional refinement) for each student.
+        start_fraction: :class:`~bfr_fast.refiners.ReflowLoss`'s share of pairs trained at t = 0.
+        config: The students' optimisation (its ``steps`` are the fine-tuning steps).
+        batch_size: Student training batch size.
+    """
+
+    teacher_steps: int
+    pairs: int
+    start_fraction: float
+    config: TrainConfig
+    batch_size: int
+
 
 def refinement_budget(image_shape: tuple[int, int, int]) -> RefinementBudget:
     """The default budget for images of ``(C, H, W)``: sized for the 10-minute main job on 8x8 digits."""
@@ -358,7 +382,7 @@ class Distilled(NamedTuple):
 
 def distill_refiner(
     ws: Workspace,
-    task: RefinementTask,
+    plan: Distillation,
     name: str,
     teacher: Refiner,
     sources: torch.Tensor,
@@ -378,7 +402,7 @@ def distill_refiner(
 
     Args:
         ws: The run.
-        task: Data and budget (``teacher_steps``, ``distill_steps``, ``distill_start_fraction``).
+        plan: Teacher steps, the students' optimisation and batch size, ReflowLoss's start fraction.
         name: Checkpoint name of the student.
         teacher: The trained refiner.
         sources: ``(N, ...)`` states the student will start from at inference: fresh base samples for a
@@ -391,7 +415,6 @@ def distill_refiner(
         ``teacher_calls`` (their product, network calls on a batch of one), ``pairs_seconds``, ``train_steps``
         and ``train_seconds`` (this process's wall time; after a resume only what was left).
     """
-    budget = task.budget
     path = ws.folder.checkpoint(f"{name}-pairs")
     if ws.resume and path.is_file():
         payload = load(path, map_location="cpu")
@@ -400,48 +423,48 @@ def distill_refiner(
     else:
         start = time.perf_counter()
         pairs = reflow_pairs(teacher, sources.to(ws.device), None if y is None else y.to(ws.device),
-                             num_steps=budget.teacher_steps, batch_size=1000).cpu()
+                             num_steps=plan.teacher_steps, batch_size=1000).cpu()
         pairs_seconds = time.perf_counter() - start
         if ws.is_main:
-            atomic_save({"pairs": pairs, "seconds": pairs_seconds, "teacher_nfe": budget.teacher_steps}, path)
-    config = budget.config(budget.distill_steps)
+            atomic_save({"pairs": pairs, "seconds": pairs_seconds, "teacher_nfe": plan.teacher_steps}, path)
     start = time.perf_counter()
-    student = fit_refiner(ws, name, student_of(teacher), ReflowLoss(budget.distill_start_fraction), pairs,
-                          None if y is None else y.cpu(), offset, config, budget.batch_size)
+    student = fit_refiner(ws, name, student_of(teacher), ReflowLoss(plan.start_fraction), pairs,
+                          None if y is None else y.cpu(), offset, plan.config, plan.batch_size)
     cost = {
-        "teacher_nfe": budget.teacher_steps,
+        "teacher_nfe": plan.teacher_steps,
         "pairs": pairs.shape[0],
-        "teacher_calls": pairs.shape[0] * budget.teacher_steps,
+        "teacher_calls": pairs.shape[0] * plan.teacher_steps,
         "pairs_seconds": round(pairs_seconds, 2),
-        "train_steps": config.steps,
+        "train_steps": plan.config.steps,
         "train_seconds": round(time.perf_counter() - start, 2),
-        "start_fraction": budget.distill_start_fraction,
+        "start_fraction": plan.start_fraction,
     }
     log.info("%s: %s", name, cost)
     return Distilled(student, cost)
 
 
-def distill_refiners(ws: Workspace, task: RefinementTask, refiners: dict[str, Refiner]) -> dict[str, Distilled]:
+def distill_refiners(ws: Workspace, generator: FrozenGenerator, refiners: dict[str, Refiner],
+                     sample_shape: tuple[int, ...], num_classes: int | None,
+                     plan: Distillation) -> dict[str, Distilled]:
     """1-NFE students of the DFR and the LFR (:func:`distill_refiner`), keyed ``dfr_reflow`` / ``lfr_reflow``.
 
-    Sources, ``distill_pairs`` per class (balanced labels; in all, when unconditional): the DFR's are fresh base
-    samples (``checkpoints/dfr_reflow-sources.pt``, base NFE reported in the cost as ``base_nfe`` per source),
-    the LFR's fresh N(0, I) latents; both seeded apart from the pool and the evaluation noise.
+    Sources, ``plan.pairs`` per class (balanced labels; in all, when ``num_classes`` is None), of samples of
+    ``sample_shape`` (images, flat coordinate vectors): the DFR's are fresh samples of ``generator``
+    (``checkpoints/dfr_reflow-sources.pt``, base NFE reported in the cost as ``base_nfe`` per source), the LFR's
+    fresh N(0, I) latents; both seeded apart from the pool and the evaluation noise.
     """
-    data, budget = task.data, task.budget
-    per_class = budget.distill_pairs
     students: dict[str, Distilled] = {}
     if "dfr" in refiners:
-        sources = cached_pool(ws, task.generator, data.image_shape, per_class, task.num_classes,
-                              "dfr_reflow-sources", PAIRS_SEED_OFFSET)
-        distilled = distill_refiner(ws, task, "dfr_reflow", refiners["dfr"], sources.x, sources.y, 5)
-        distilled.cost["base_nfe"] = task.generator.nfe
+        sources = cached_pool(ws, generator, sample_shape, plan.pairs, num_classes, "dfr_reflow-sources",
+                              PAIRS_SEED_OFFSET)
+        distilled = distill_refiner(ws, plan, "dfr_reflow", refiners["dfr"], sources.x, sources.y, 5)
+        distilled.cost["base_nfe"] = generator.nfe
         students["dfr_reflow"] = distilled
     if "lfr" in refiners:
-        count = per_class * (task.num_classes or 1)
-        z = source_noise(count, data.image_shape, ws.seed + PAIRS_SEED_OFFSET, ws.device)
-        labels = balanced_labels(count, task.num_classes, ws.device)
-        students["lfr_reflow"] = distill_refiner(ws, task, "lfr_reflow", refiners["lfr"], z, labels, 6)
+        count = plan.pairs * (num_classes or 1)
+        z = source_noise(count, sample_shape, ws.seed + PAIRS_SEED_OFFSET, ws.device)
+        labels = balanced_labels(count, num_classes, ws.device)
+        students["lfr_reflow"] = distill_refiner(ws, plan, "lfr_reflow", refiners["lfr"], z, labels, 6)
     return students
 
 
@@ -641,7 +664,8 @@ def refine(
     pool = sample_pool(ws, task)
     cache = inversion_cache(ws, task)
     refiners = train_refiners(ws, task, pool, cache, methods)
-    students = distill_refiners(ws, task, refiners) if distill else {}
+    students = distill_refiners(ws, task.generator, refiners, task.data.image_shape, task.num_classes,
+                                task.budget.distillation()) if distill else {}
     refiners |= {name: student.refiner for name, student in students.items()}
     rows: list[dict[str, Any]] = []
     if scorer is not None and ws.is_main:  # every rank trains; the main process alone evaluates

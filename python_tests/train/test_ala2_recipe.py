@@ -28,9 +28,11 @@ EXPECTED = [
     ("dfr", SAMPLER_STEPS, 1),
     ("dfr", SAMPLER_STEPS, 10),
     ("dfr", SAMPLER_STEPS, 4),  # one RK4 step
+    ("dfr_reflow", SAMPLER_STEPS, 1),  # the DFR's 1-NFE student
     ("lfr", SAMPLER_STEPS, 1),
     ("lfr", SAMPLER_STEPS, 10),
     ("lfr", SAMPLER_STEPS, 4),
+    ("lfr_reflow", SAMPLER_STEPS, 1),
 ]
 NETWORKS = ("base", "noise_injection", "fmrefiner", "dfr", "lfr")
 MD = dict(nanoseconds=0.01, frames=50)  # 40 training and 10 test frames
@@ -94,7 +96,8 @@ def test_run_folder_holds_networks_figures_and_results(short_run):
     out, _ = short_run
     for name in ("config.json", "log.txt", "metrics.json", "results.md", "samples/energies.png",
                  "samples/ramachandran.png", "checkpoints/pool.pt", "checkpoints/inversion.pt",
-                 *(f"checkpoints/{n}.pt" for n in NETWORKS)):
+                 *(f"checkpoints/{n}.pt" for n in NETWORKS), "checkpoints/dfr_reflow-sources.pt",
+                 *(f"checkpoints/{n}_reflow{suffix}.pt" for n in ("dfr", "lfr") for suffix in ("", "-pairs"))):
         assert (out / name).is_file(), name
     for name in NETWORKS[1:]:
         assert Refiner.read_header(out / "checkpoints" / f"{name}-refiner.pt")["kind"] == name
@@ -108,6 +111,10 @@ def test_rows_are_the_table_with_sane_metrics(short_run):
     assert metrics["threshold_nm"] == pytest.approx(0.005)  # the paper's ALA2 τ, Table 5
     assert metrics["energy_constraints"] == "hbonds" and metrics["energies_absent"] is None
     assert metrics["coordinates"] == "cartesian" and metrics["features"] == 3 * 22  # ALA2's default
+    distillation = metrics["distillation"]  # the students: 3000 pairs of a 10-step teacher, --steps 3 of reflow
+    assert sorted(distillation) == ["dfr_reflow", "lfr_reflow"] and distillation["dfr_reflow"]["base_nfe"] == SAMPLER_STEPS
+    assert all(c["pairs"] == 3000 and c["teacher_nfe"] == 10 and c["train_steps"] == 3 for c in distillation.values())
+    assert "Distillation (rows `*_reflow`, 1 NFE)" in (out / "results.md").read_text()
     rows = metrics["rows"]
     assert [(r["method"], r["nfe_base"], r["nfe_refiner"]) for r in rows] == EXPECTED
     for row in rows + [metrics["md_train"]]:

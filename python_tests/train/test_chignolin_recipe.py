@@ -14,7 +14,7 @@ from bfr_fast.train.cli import main, parse_options
 MD = dict(nanoseconds=0.004, frames=50)  # 8 ps: 40 training and 10 test frames
 DATA = f"chignolin:{MD['nanoseconds']}:{MD['frames']}"
 TINY = ["--steps", "3", "--num-samples", "30", "--sampler-steps", "2", "--batch-size", "16", "--device", "cpu"]
-ROWS = 11  # base, noise injection, FMRefiner, DFR and LFR at their NFEs (test_ala2_recipe.EXPECTED)
+ROWS = 13  # base, noise injection, FMRefiner, DFR, LFR and their students at their NFEs (test_ala2_recipe.EXPECTED)
 
 
 @pytest.fixture(scope="module")

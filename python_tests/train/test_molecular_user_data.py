@@ -14,7 +14,7 @@ from bfr_fast.train.cli import main
 from bfr_fast.train.recipes.ala2 import load_trajectory_dataset
 
 TINY = ["--steps", "3", "--num-samples", "30", "--sampler-steps", "2", "--batch-size", "16", "--device", "cpu"]
-ROWS = 11  # base, noise injection, FMRefiner, DFR and LFR at their NFEs (test_ala2_recipe.EXPECTED)
+ROWS = 13  # base, noise injection, FMRefiner, DFR, LFR and their students at their NFEs (test_ala2_recipe.EXPECTED)
 
 
 @pytest.fixture(scope="module")

@@ -43,9 +43,10 @@ Steps (each network checkpointed in the run folder; ``--resume`` loads what is f
 5. **Refiners** (:mod:`bfr_fast.refiners`, unchanged): noise injection (σ_d = 0.1), FMRefiner (σ_f = σ_z = 0.1),
    DFR (noise augmentation only, p 0.5, σ ~ U(0, 0.1): blur has no meaning for coordinates; OT pairs) on a pool
    of one base sample per training frame, LFR (α = 0.1, amplitude mixing, OT) on the inversion cache of the
-   training frames; each a smaller residual MLP.
-6. **Evaluation**, from the same noise for every row: base, +noise injection (1 NFE), +FMRefiner (1 NFE),
-   +DFR (1 and 10 NFE), +LFR (1 and 10 NFE), ``num_samples`` (10 000) conformers each: COV-R, COV-P, AMR-R, AMR-P
+   training frames; each a smaller residual MLP. Then the DFR's and the LFR's **1-NFE students** (rows
+   ``dfr_reflow``, ``lfr_reflow``; :func:`distill`): reflow on each teacher's 10-step map, as in the image recipes.
+6. **Evaluation**, from the same noise for every row: base, +noise injection (1 and 10 NFE), +FMRefiner (1 and
+   10 NFE), +DFR (1, 10 NFE, one RK4 step), its student (1 NFE), +LFR (the same), its student, ``num_samples`` (10 000) conformers each: COV-R, COV-P, AMR-R, AMR-P
    on heavy atoms at the paper's τ (:class:`Scoring`: 0.05 Å for ALA2 and user trajectories, 0.35 Å for
    chignolin), COV against τ over a range for every row, the energy error % of the mean OpenMM energy with
    samples above the cut-off excluded (500 kJ/mol; 2000 for chignolin, the paper's; the count beside it, the
@@ -92,7 +93,16 @@ from bfr_fast.metrics.molecular import ANGSTROMS_PER_NM, energy_error, molecular
 from bfr_fast.models import MLP
 from bfr_fast.paths import DDPMSchedule, ProbabilityFlowVelocity
 from bfr_fast.refiners import FrozenGenerator, InversionCache, Refiner, SamplePool
-from bfr_fast.pipelines.refinement import cached_inversion, cached_pool, fit_refiners, table_candidates
+from bfr_fast.pipelines.refinement import (
+    Distillation,
+    Distilled,
+    cached_inversion,
+    cached_pool,
+    distill_refiners,
+    distillation_note,
+    fit_refiners,
+    table_candidates,
+)
 from bfr_fast.pipelines.sampling import SamplerSpec, source_noise
 from bfr_fast.pipelines.training import fit_network
 from bfr_fast.report import markdown_table
@@ -178,6 +188,9 @@ class Ala2Budget:
         batch_size: Training batch size of every network.
         lr: Peak learning rate of every network.
         num_samples: Generated conformers per row.
+        teacher_steps: Euler steps of the DFR and the LFR when they make their 1-NFE students' pairs.
+        distill_steps: Fine-tuning steps of each 1-NFE student (``--steps`` overrides it too).
+        distill_pairs: Pairs of each student (fresh base samples for the DFR's, fresh noise for the LFR's).
     """
 
     base_steps: int = 8000
@@ -190,6 +203,9 @@ class Ala2Budget:
     batch_size: int = 256
     lr: float = 1e-3
     num_samples: int = 10_000
+    teacher_steps: int = 10
+    distill_steps: int = 400
+    distill_pairs: int = 3000
 
 
 def ala2_budget() -> Ala2Budget:
@@ -391,6 +407,18 @@ def train_refiners(ctx: RunContext, budget: Ala2Budget, x: torch.Tensor, pool: S
                         batch_size(ctx, budget.batch_size), dfr_augmentation=noise_only)
 
 
+def distill(ctx: RunContext, budget: Ala2Budget, generator: FrozenGenerator, refiners: dict[str, Refiner],
+            dim: int) -> dict[str, Distilled]:
+    """The DFR's and the LFR's 1-NFE students (:func:`~bfr_fast.pipelines.refinement.distill_refiners`: reflow on
+    the teacher's ``teacher_steps``-step map, warm-started from the teacher), keyed ``dfr_reflow`` / ``lfr_reflow``.
+    The image recipes' plan with this recipe's networks' batch size and learning rate; ``distill_pairs`` is 3000
+    (ten times the images' per-class 300: one unconditional distribution of ``dim`` features), not tuned."""
+    plan = Distillation(budget.teacher_steps, budget.distill_pairs, 0.0,
+                        optimisation(ctx, steps(ctx, budget.distill_steps), budget.lr),
+                        batch_size(ctx, budget.batch_size))
+    return distill_refiners(ctx.workspace, generator, refiners, (dim,), None, plan)
+
+
 def score(data: MoleculeDataset, conformers: torch.Tensor, reference_energies: np.ndarray | None,
           model: EnergyModel, scoring: Scoring) -> tuple[dict[str, Any], np.ndarray | None]:
     """The molecular metrics of ``conformers`` (nm) against the test frames at ``scoring``'s τ and energy cut-off,
@@ -546,6 +574,8 @@ def run(ctx: RunContext, base_kind: str = "fm") -> RunResult:
     pool = cached_pool(ctx.workspace, generator, (x.shape[1],), x.shape[0], None)
     cache = cached_inversion(ctx.workspace, generator, x, None)
     refiners = train_refiners(ctx, budget, x, pool, cache)
+    students = distill(ctx, budget, generator, refiners, x.shape[1])
+    refiners.update({name: student.refiner for name, student in students.items()})
     if not ctx.dist.is_main:  # every rank trains; the main process alone evaluates and writes
         return RunResult({}, "")
     n = ctx.options.num_samples or budget.num_samples
@@ -584,12 +614,14 @@ def run(ctx: RunContext, base_kind: str = "fm") -> RunResult:
                    "num_samples": n},
         "base_sampler": {"method": generator.method, "steps": generator.num_steps},
         "inversion_error": error,
+        "distillation": {name: student.cost for name, student in students.items()},
         "md_train": floor,
         "rows": rows,
         "figures": figures,
     }
     notes = _notes(data, rows, floor, model, scoring, error, figures)
-    return RunResult(metrics, f"## {title}\n\n{table(rows, scoring)}\n{notes}\n")
+    distillation = distillation_note(metrics["distillation"])
+    return RunResult(metrics, f"## {title}\n\n{table(rows, scoring)}\n{notes}\n\n{distillation}\n")
 
 
 def run_ddpm(ctx: RunContext) -> RunResult:
