@@ -97,11 +97,13 @@ def test_lincomb_matches_reference(isa, dtype, coefficients):
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("row", [None, 40, 5], ids=["long-samples", "samples-of-a-few-steps", "samples-under-a-step"])
+@pytest.mark.parametrize("row", [None, 40, 17, 5],
+                         ids=["long-samples", "samples-of-a-few-steps", "samples-of-a-step-and-one", "samples-under-a-step"])
 def test_lincomb_large_outputs_misaligned_and_in_place(isa, dtype, row):
-    """Outputs of 8 MiB and more take non-temporal stores from the first aligned position on where samples are long
-    (with per-sample coefficients, samples of a few steps or less keep ordinary stores): at every sample length, an
-    output one element off alignment, and x updated in place, must come out the same."""
+    """Outputs of 8 MiB and more take non-temporal stores from the first aligned position on where samples are at
+    least a step long (a stored step that straddles two samples blends their coefficients; shorter samples keep
+    ordinary stores): at every sample length, an output one element off alignment, and x updated in place, must
+    come out the same."""
     numel = (8 << 20) // dtype.itemsize + 4099
     shape = (3, numel // 3) if row is None else (numel // row, row)
     x, ks, coeffs = lincomb_inputs(shape, dtype, 3, [True, False, True], 0)

@@ -200,8 +200,6 @@ constexpr int64_t kCoefficientRow = kCoefficientBlock + 64;
 // the caches, so the output's cache lines are not first read from memory (a third of a copy's traffic), and they do
 // not evict the inputs. Smaller outputs are left in the cache for whoever reads them next.
 constexpr int64_t kStreamingBytes = 8 << 20;
-// ... and, with per-sample coefficients, samples of at least this many steps.
-constexpr int64_t kStreamingRowSteps = 8;
 
 // Stores two acc vectors as T, non-temporally; p must be aligned to the stored vector's size.
 template <typename T>
@@ -231,10 +229,12 @@ C10_ALWAYS_INLINE void stream_store(T* p, const typename Io<T>::Acc& a, const ty
 #endif
 }
 
-// x + sum_i c_i k_i at positions j..j+n into a (the first half) and b; kFull: n is a whole step.
+// x + sum_i c_i k_i at positions j..j+n into a (the first half, coefficients ca) and b (coefficients cb); kFull: n
+// is a whole step.
 template <typename T, int K, bool kFull>
-C10_ALWAYS_INLINE void combine_step(const T* x, const T* const* ks, const typename Io<T>::Acc* c, int64_t j,
-                                    int64_t n, typename Io<T>::Acc& a, typename Io<T>::Acc& b) {
+C10_ALWAYS_INLINE void combine_step(const T* x, const T* const* ks, const typename Io<T>::Acc* ca,
+                                    const typename Io<T>::Acc* cb, int64_t j, int64_t n, typename Io<T>::Acc& a,
+                                    typename Io<T>::Acc& b) {
   using Acc = typename Io<T>::Acc;
   auto load = [&](const T* p, Acc& lo, Acc& hi) {
     if constexpr (kFull) {
@@ -247,8 +247,8 @@ C10_ALWAYS_INLINE void combine_step(const T* x, const T* const* ks, const typena
   for (int i = 0; i < K; ++i) {
     Acc ka, kb;
     load(ks[i] + j, ka, kb);
-    a = fused_multiply_add(c[i], ka, a);
-    b = fused_multiply_add(c[i], kb, b);
+    a = fused_multiply_add(ca[i], ka, a);
+    b = fused_multiply_add(cb[i], kb, b);
   }
 }
 
@@ -269,21 +269,21 @@ void combine_range(const T* x, const T* const* ks, const typename Io<T>::Acc* c,
     const int64_t misaligned = static_cast<int64_t>(reinterpret_cast<uintptr_t>(out + j) % kAlign);
     const int64_t head = std::min<int64_t>(end - j, (kAlign - misaligned) % kAlign / static_cast<int64_t>(sizeof(T)));
     if (head > 0) {
-      combine_step<T, K, false>(x, ks, c, j, head, a, b);
+      combine_step<T, K, false>(x, ks, c, c, j, head, a, b);
       Io<T>::store(out + j, head, a, b);
       j += head;
     }
     for (; j + kStep <= end; j += kStep) {
-      combine_step<T, K, true>(x, ks, c, j, kStep, a, b);
+      combine_step<T, K, true>(x, ks, c, c, j, kStep, a, b);
       stream_store<T>(out + j, a, b);
     }
   }
   for (; j + kStep <= end; j += kStep) {
-    combine_step<T, K, true>(x, ks, c, j, kStep, a, b);
+    combine_step<T, K, true>(x, ks, c, c, j, kStep, a, b);
     Io<T>::store(out + j, a, b);
   }
   if (j < end) {
-    combine_step<T, K, false>(x, ks, c, j, end - j, a, b);
+    combine_step<T, K, false>(x, ks, c, c, j, end - j, a, b);
     Io<T>::store(out + j, end - j, a, b);
   }
 }
@@ -308,6 +308,70 @@ void combine_block(const T* x, const T* const* ks, const at::opmath_type<T> (*c)
   }
 }
 
+// out[j] = x[j] + sum_i c_i(j / row) k_i[j] over [begin, end), as runs of one sample each with per-sample
+// coefficients, or as one run with scalar ones; see combine_range for `stream`.
+template <typename T, int K>
+void combine_samples(const T* x, const T* const* ks, const LincombCoefficients& coef, bool per_sample, T* out,
+                     int64_t row, int64_t begin, int64_t end, bool stream) {
+  using Acc = typename Io<T>::Acc;
+  for (int64_t j = begin; j < end;) {
+    const int64_t b = j / row;
+    const int64_t run_end = per_sample ? std::min(end, (b + 1) * row) : end;
+    Acc c[K];
+    for (int i = 0; i < K; ++i) c[i] = Acc(static_cast<at::opmath_type<T>>(coef.at(i, b)));
+    combine_range<T, K>(x, ks, c, out, j, run_end, stream);
+    j = run_end;
+  }
+}
+
+#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
+// The same with per-sample coefficients and non-temporal stores, for samples of at least a step. Runs of one sample
+// would start and end mid-line, and a line written partly by ordinary stores costs the read that streaming saves;
+// so from the first aligned output position on, every step is stored whole, and a step that straddles two samples
+// takes each lane's coefficients from its own sample (a blend at the boundary).
+template <typename T, int K>
+void combine_samples_streaming(const T* x, const T* const* ks, const LincombCoefficients& coef, T* out, int64_t row,
+                               int64_t begin, int64_t end) {
+  using acc_t = at::opmath_type<T>;
+  using Acc = typename Io<T>::Acc;
+  constexpr int64_t kStep = Io<T>::kStep, kHalf = Acc::size();
+  constexpr int64_t kAlign = std::min<int64_t>(64, kStep * static_cast<int64_t>(sizeof(T)));
+  const int64_t misaligned = static_cast<int64_t>(reinterpret_cast<uintptr_t>(out + begin) % kAlign);
+  int64_t j = std::min<int64_t>(end, begin + (kAlign - misaligned) % kAlign / static_cast<int64_t>(sizeof(T)));
+  combine_samples<T, K>(x, ks, coef, true, out, row, begin, j, false);
+  if (j + kStep > end) return combine_samples<T, K>(x, ks, coef, true, out, row, j, end, false);
+  int64_t b = j / row, boundary = (b + 1) * row;
+  Acc c[K], next[K], mixed_a[K], mixed_b[K];
+  for (int i = 0; i < K; ++i) c[i] = Acc(static_cast<acc_t>(coef.at(i, b)));
+  const Acc lane = Acc::arange(0, 1), lane_b = lane + Acc(static_cast<acc_t>(kHalf));
+  Acc a, s;
+  while (true) {
+    const int64_t stop = std::min(end, boundary);
+    for (; j + kStep <= stop; j += kStep) {  // the whole steps inside sample b
+      combine_step<T, K, true>(x, ks, c, c, j, kStep, a, s);
+      stream_store<T>(out + j, a, s);
+    }
+    if (j + kStep > end) break;
+    // The step that meets the next boundary (row >= kStep: only one): lanes before it (none where the step starts
+    // there) are sample b's, the rest b + 1's.
+    const Acc split(static_cast<acc_t>(boundary - j));
+    const Acc in_a = lane < split, in_b = lane_b < split;
+    for (int i = 0; i < K; ++i) {
+      next[i] = Acc(static_cast<acc_t>(coef.at(i, b + 1)));
+      mixed_a[i] = Acc::blendv(next[i], c[i], in_a);
+      mixed_b[i] = Acc::blendv(next[i], c[i], in_b);
+      c[i] = next[i];
+    }
+    combine_step<T, K, true>(x, ks, mixed_a, mixed_b, j, kStep, a, s);
+    stream_store<T>(out + j, a, s);
+    j += kStep;
+    ++b;
+    boundary += row;
+  }
+  combine_samples<T, K>(x, ks, coef, true, out, row, j, end, false);
+}
+#endif
+
 template <typename T, int K>
 void lincomb_kernel(const LincombArgs& args) {
   using acc_t = at::opmath_type<T>;
@@ -320,27 +384,22 @@ void lincomb_kernel(const LincombArgs& args) {
   const int64_t row = args.row, total = args.batch * row;
   bool per_sample = false;
   for (int i = 0; i < K; ++i) per_sample = per_sample || coef.vector[i] != nullptr;
-  // Runs of a few steps are written with ordinary stores: their unaligned heads and tails would share cache lines
-  // with non-temporal stores, which then cost a read of the line after all.
-  const bool stream = kIntrinsics && total * static_cast<int64_t>(sizeof(T)) >= kStreamingBytes &&
-                      (!per_sample || row >= kStreamingRowSteps * Io<T>::kStep);
+  const bool stream = kIntrinsics && total * static_cast<int64_t>(sizeof(T)) >= kStreamingBytes;
 
   at::parallel_for(0, total, kLincombGrain, [&](int64_t begin, int64_t end) {
     if (!per_sample || row >= Io<T>::kStep) {
-      // Runs of one sample (or, with scalar coefficients only, the whole range as one run): the work is organised
-      // by elements, so many short samples cost no more than one long one. A run's partial last step is a masked
-      // load and store on AVX2 and AVX-512.
-      for (int64_t j = begin; j < end;) {
-        const int64_t b = j / row;
-        const int64_t run_end = per_sample ? std::min(end, (b + 1) * row) : end;
-        Acc c[K];
-        for (int i = 0; i < K; ++i) c[i] = Acc(static_cast<acc_t>(coef.at(i, b)));
-        combine_range<T, K>(x, ks, c, out, j, run_end, stream);
-        j = run_end;
-      }
+      // The work is organised by elements, so many short samples cost no more than one long one. A run's partial
+      // last step is a masked load and store on AVX2 and AVX-512.
 #if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
+      if (stream && per_sample) {
+        combine_samples_streaming<T, K>(x, ks, coef, out, row, begin, end);
+      } else {
+        combine_samples<T, K>(x, ks, coef, per_sample, out, row, begin, end, stream);
+      }
       // Non-temporal stores are weakly ordered: each thread makes its own visible before the op returns.
       if (stream) _mm_sfence();
+#else
+      combine_samples<T, K>(x, ks, coef, per_sample, out, row, begin, end, stream);
 #endif
       return;
     }
