@@ -97,8 +97,8 @@ def test_lincomb_matches_reference(isa, dtype, coefficients):
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("row", [None, 40, 17, 5],
-                         ids=["long-samples", "samples-of-a-few-steps", "samples-of-a-step-and-one", "samples-under-a-step"])
+@pytest.mark.parametrize("row", [None, 40, 17, 5], ids=["long-samples", "samples-of-a-few-steps",
+                                                         "samples-of-a-step-and-one", "samples-under-a-step"])
 def test_lincomb_large_outputs_misaligned_and_in_place(isa, dtype, row):
     """Outputs of 8 MiB and more take non-temporal stores from the first aligned position on where samples are at
     least a step long (a stored step that straddles two samples blends their coefficients; shorter samples keep

@@ -112,7 +112,8 @@ def test_rows_are_the_table_with_sane_metrics(short_run):
     assert metrics["energy_constraints"] == "hbonds" and metrics["energies_absent"] is None
     assert metrics["coordinates"] == "cartesian" and metrics["features"] == 3 * 22  # ALA2's default
     distillation = metrics["distillation"]  # the students: 3000 pairs of a 10-step teacher, --steps 3 of reflow
-    assert sorted(distillation) == ["dfr_reflow", "lfr_reflow"] and distillation["dfr_reflow"]["base_nfe"] == SAMPLER_STEPS
+    assert sorted(distillation) == ["dfr_reflow", "lfr_reflow"]
+    assert distillation["dfr_reflow"]["base_nfe"] == SAMPLER_STEPS
     assert all(c["pairs"] == 3000 and c["teacher_nfe"] == 10 and c["train_steps"] == 3 for c in distillation.values())
     assert "Distillation (rows `*_reflow`, 1 NFE)" in (out / "results.md").read_text()
     rows = metrics["rows"]

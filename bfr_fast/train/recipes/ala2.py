@@ -46,11 +46,12 @@ Steps (each network checkpointed in the run folder; ``--resume`` loads what is f
    training frames; each a smaller residual MLP. Then the DFR's and the LFR's **1-NFE students** (rows
    ``dfr_reflow``, ``lfr_reflow``; :func:`distill`): reflow on each teacher's 10-step map, as in the image recipes.
 6. **Evaluation**, from the same noise for every row: base, +noise injection (1 and 10 NFE), +FMRefiner (1 and
-   10 NFE), +DFR (1, 10 NFE, one RK4 step), its student (1 NFE), +LFR (the same), its student, ``num_samples`` (10 000) conformers each: COV-R, COV-P, AMR-R, AMR-P
-   on heavy atoms at the paper's τ (:class:`Scoring`: 0.05 Å for ALA2 and user trajectories, 0.35 Å for
-   chignolin), COV against τ over a range for every row, the energy error % of the mean OpenMM energy with
-   samples above the cut-off excluded (500 kJ/mol; 2000 for chignolin, the paper's; the count beside it, the
-   uncut error in ``metrics.json``), and the alpha_R / beta basin populations (dipeptides). **Like with like:**
+   10 NFE), +DFR (1, 10 NFE, one RK4 step), its student (1 NFE), +LFR (the same), its student, ``num_samples``
+   (10 000) conformers each: COV-R, COV-P, AMR-R, AMR-P on heavy atoms at the paper's τ (:class:`Scoring`:
+   0.05 Å for ALA2 and user trajectories, 0.35 Å for chignolin), COV against τ over a range for every row, the
+   energy error % of the mean OpenMM energy with samples above the cut-off excluded (500 kJ/mol; 2000 for
+   chignolin, the paper's; the count beside it, the uncut error in ``metrics.json``), and the alpha_R / beta
+   basin populations (dipeptides). **Like with like:**
    the reference MD constrains every X–H bond to its force-field length, so each generated conformer is first
    projected onto those constraints (OpenMM ``applyConstraints``,
    :func:`~bfr_fast.metrics.molecular.apply_constraints`) and its energy taken there; ``--energy-constraints

@@ -341,7 +341,7 @@ void combine_samples_streaming(const T* x, const T* const* ks, const LincombCoef
   combine_samples<T, K>(x, ks, coef, true, out, row, begin, j, false);
   if (j + kStep > end) return combine_samples<T, K>(x, ks, coef, true, out, row, j, end, false);
   int64_t b = j / row, boundary = (b + 1) * row;
-  Acc c[K], next[K], mixed_a[K], mixed_b[K];
+  Acc c[K], mixed_a[K], mixed_b[K];
   for (int i = 0; i < K; ++i) c[i] = Acc(static_cast<acc_t>(coef.at(i, b)));
   const Acc lane = Acc::arange(0, 1), lane_b = lane + Acc(static_cast<acc_t>(kHalf));
   Acc a, s;
@@ -357,10 +357,10 @@ void combine_samples_streaming(const T* x, const T* const* ks, const LincombCoef
     const Acc split(static_cast<acc_t>(boundary - j));
     const Acc in_a = lane < split, in_b = lane_b < split;
     for (int i = 0; i < K; ++i) {
-      next[i] = Acc(static_cast<acc_t>(coef.at(i, b + 1)));
-      mixed_a[i] = Acc::blendv(next[i], c[i], in_a);
-      mixed_b[i] = Acc::blendv(next[i], c[i], in_b);
-      c[i] = next[i];
+      const Acc next(static_cast<acc_t>(coef.at(i, b + 1)));
+      mixed_a[i] = Acc::blendv(next, c[i], in_a);
+      mixed_b[i] = Acc::blendv(next, c[i], in_b);
+      c[i] = next;
     }
     combine_step<T, K, true>(x, ks, mixed_a, mixed_b, j, kStep, a, s);
     stream_store<T>(out + j, a, s);
