@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 import bfr_fast
+import bfr_fast.checkpoint
 from bfr_fast.checkpoint import atomic_save, atomic_write, load
 
 # Writes half of a file through atomic_write, then hangs until killed.
@@ -75,6 +77,48 @@ def test_a_live_writers_temp_file_is_kept(tmp_path):
     longer_name.write_bytes(b"x")
     atomic_save({"d": 4}, target)
     assert in_progress.exists() and longer_name.exists()
+
+
+class RecordingOs:
+    """``os`` for :mod:`bfr_fast.checkpoint` alone, recording each ``fsync`` and ``replace`` as it happens.
+
+    Attributes:
+        events: ``("fsync", "file", bytes on disk, inode)``, ``("fsync", "folder", None, inode)`` and
+            ``("replace", inode of the source, destination)``, in call order.
+    """
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def fsync(self, fd: int) -> None:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            self.events.append(("fsync", "folder", None, info.st_ino))
+        else:  # what the kernel holds: bytes still in Python's buffer are not there
+            self.events.append(("fsync", "file", os.pread(fd, info.st_size + 1, 0), info.st_ino))
+        os.fsync(fd)
+
+    def replace(self, src, dst) -> None:
+        self.events.append(("replace", os.stat(src).st_ino, Path(dst)))
+        os.replace(src, dst)
+
+
+def test_the_temp_file_is_flushed_and_fsynced_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    """All the bytes are on disk before the rename makes them the file; the folder is synced after the rename."""
+    recorder = RecordingOs()
+    monkeypatch.setattr(bfr_fast.checkpoint, "os", recorder)
+    payload = bytes(range(256)) * 4  # well under the write buffer: only a flush gets it to the file
+    target = atomic_write(tmp_path / "ckpt.pt", lambda f: f.write(payload))
+    assert [event[0] for event in recorder.events] == ["fsync", "replace", "fsync"]
+    (_, kind, synced, synced_inode), (_, replaced_inode, destination), (_, folder_kind, _, folder_inode) = \
+        recorder.events
+    assert kind == "file" and synced == payload  # every byte written was on disk when it was fsynced
+    assert synced_inode == replaced_inode and destination == target  # the fsynced file is the one renamed
+    assert folder_kind == "folder" and folder_inode == tmp_path.stat().st_ino  # the rename itself, after it
+    assert target.read_bytes() == payload
 
 
 def test_atomic_files_get_the_mode_of_a_plain_open(tmp_path):

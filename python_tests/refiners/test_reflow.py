@@ -29,6 +29,8 @@ def test_pairs_stack_sources_with_the_teachers_multistep_output():
     pairs = reflow_pairs(teacher, z, num_steps=10)
     assert pairs.shape == (64, 2, 2) and torch.equal(pairs[:, 0], z)
     assert torch.equal(pairs[:, 1], teacher.refine(z, num_steps=10))
+    for other in (9, 11):  # the comparison tells the step counts apart
+        assert (pairs[:, 1] - teacher.refine(z, num_steps=other)).abs().max() > 1e-2
     with pytest.raises(ValueError, match="num_steps"):
         reflow_pairs(teacher, z, num_steps=1)
 

@@ -84,6 +84,18 @@ def test_ema_follows_the_recursion_written_out(tmp_path):
     assert moved > 1e-3  # the average lags the weights clearly: a no-op EMA, or a copy of the model, is seen
 
 
+@pytest.mark.parametrize("warmup", [4, 1, 0])
+def test_the_learning_rate_warms_up_linearly_then_holds(tmp_path, warmup):
+    """Update s (from 0) runs at lr (s + 1) / W while s < W, then at lr; W = 0 (and W = 1) starts at lr."""
+    lr, steps = 1e-2, 9
+    trainer = make_trainer(tmp_path, steps=steps, lr=lr, warmup_steps=warmup)
+    used = []  # the rate each update reads, as the optimizer is about to apply it
+    trainer.optimizer.register_step_pre_hook(lambda opt, args, kwargs: used.append(opt.param_groups[0]["lr"]))
+    trainer.fit()
+    expected = [lr * (s + 1) / warmup if s < warmup else lr for s in range(steps)]
+    assert used == pytest.approx(expected, rel=1e-12, abs=0)
+
+
 def test_ema_decay_zero_is_the_model(tmp_path):
     trainer = make_trainer(tmp_path, steps=3, ema_decay=0.0)
     trainer.fit()
