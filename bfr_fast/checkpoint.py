@@ -105,24 +105,40 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
-def load(path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> Any:
+RUN_FILE_ADVICE = "restore it, or delete it to compute it again"
+"""What to do about a damaged file that a run wrote itself (the default advice of :func:`load`)."""
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device | None = "cpu",
+         advice: str = RUN_FILE_ADVICE) -> Any:
     """Loads a checkpoint with ``weights_only=True`` (no arbitrary code from the file runs).
+
+    Args:
+        path: The file.
+        map_location: Where its tensors go.
+        advice: What the error tells the user to do with a file that does not load (a user's own file needs other
+            advice than a cache the run can recompute).
 
     Raises:
         FileNotFoundError: When ``path`` does not exist, naming it.
-        ValueError: When it is not a checkpoint (truncated, empty, another format), naming it and what to do.
+        ValueError: When it is a folder, or not a checkpoint (truncated, empty, text, another format, a pickled
+            object beyond tensors and containers), naming it and what to do.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a checkpoint file; pass the file itself")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
+    except Exception as error:  # the unpickler fails on foreign bytes in any way (a text file: IndexError)
         # torch's own messages run to a paragraph, and the unpickler's advises weights_only=False: unsafe, and
         # no cure for a damaged file
         if isinstance(error, pickle.UnpicklingError):
             reason = "holds more than tensors and plain containers, or is not a checkpoint"
-        else:
+        elif isinstance(error, (RuntimeError, EOFError)):
             reason = str(error).split(". ")[0].strip() or type(error).__name__
+        else:
+            reason = f"not a PyTorch checkpoint: {type(error).__name__}"
         raise ValueError(f"{path} is not a readable checkpoint ({reason}); it is damaged, truncated or another "
-                         "format: restore it, or delete it to compute it again") from None
+                         f"format: {advice}") from None

@@ -12,6 +12,7 @@ named in the column headers), ``metrics.json`` and sample grids. Draw samples af
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 from bfr_fast.checks import positive_float, positive_int
 from bfr_fast.data import ImageDataset, load_dataset
+from bfr_fast.models import CONVENTIONS, TIME_DIRECTIONS
 from bfr_fast.pipelines.evaluation import Scorer, build_extractor
 from bfr_fast.pipelines.generators import (
     DDPM_TIMES,
@@ -29,6 +31,7 @@ from bfr_fast.pipelines.generators import (
     run_options,
 )
 from bfr_fast.pipelines.refinement import REFINERS, RefinementTask, distillation_note, refine, refinement_budget
+from bfr_fast.pipelines.sanity import check_base
 from bfr_fast.pipelines.workspace import Workspace
 from bfr_fast.solvers import TABLEAUX
 from bfr_fast.train.options import PRECISIONS, default_cache_dir
@@ -59,6 +62,7 @@ class RefineOptions:
     device: str = "auto"
     seed: int = 0
     resume: bool = False
+    sanity_check: bool = True
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -75,9 +79,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g = parser.add_argument_group("generator")
     g.add_argument("--generator", required=True,
-                   help="package.module:factory (a callable returning an nn.Module called as model(x, t, y=None)), "
-                   "or the folder of a python -m bfr_fast.train run (its base)")
-    g.add_argument("--checkpoint", type=Path, help="state dict of the factory's network (torch.save(model.state_dict()))")
+                   help="package.module:Callable (a class or factory returning the nn.Module, e.g. "
+                   "torchcfm.models.unet.unet:UNetModelWrapper or diffusers:UNet2DModel), or the folder of a "
+                   "python -m bfr_fast.train run (its base)")
+    g.add_argument("--generator-kwargs", type=_json_object, default={},
+                   help="JSON object of the class's (factory's) keyword arguments, e.g. '{\"dim\": [1, 8, 8]}'")
+    g.add_argument("--checkpoint", type=Path,
+                   help="the network's weights: a state dict, a training checkpoint that nests one (torchcfm's "
+                   "net_model/ema_model, model, state_dict; module. prefixes stripped), a diffusers EMAModel state, "
+                   "or a diffusers save_pretrained folder")
+    g.add_argument("--checkpoint-key", help="the checkpoint's entry with the weights, e.g. ema_model (needed when "
+                   "it holds several)")
+    g.add_argument("--convention", default="bfr", choices=tuple(CONVENTIONS),
+                   help="how the network is called: bfr net(x, t, y=), torchcfm net(t, x, y=), diffusers "
+                   "net(x, t, class_labels=).sample, flow_matching net(x, t, label=) (default bfr)")
+    g.add_argument("--time-direction", choices=TIME_DIRECTIONS,
+                   help="noise-to-data: t = 0 noise, t = 1 data (bfr, torchcfm, flow_matching); data-to-noise: "
+                   "the reverse (default: the convention's; diffusers velocity models: data-to-noise)")
+    g.add_argument("--time-scale", type=float,
+                   help="factor on the time the network takes (default: the convention's; diffusers velocity "
+                   "models: 1000)")
     g.add_argument("--parameterization", default="velocity", choices=PARAMETERIZATIONS,
                    help="velocity (flow matching, t=0 noise, t=1 data) or eps (DDPM ε-prediction, linear β schedule)")
     g.add_argument("--ddpm-steps", type=int, default=1000, help="the DDPM's number of steps (eps only)")
@@ -107,7 +128,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoints")
     e.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     e.add_argument("--seed", type=int, default=0, help="seed of the training and of the evaluation noise")
+    e.add_argument("--no-sanity-check", action="store_true",
+                   help="skip the check, before any training, that the base samples images rather than noise")
     return parser
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not JSON ({error}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object {{...}}, got {text!r}")
+    return value
 
 
 def parse_options(argv: list[str] | None) -> RefineOptions:
@@ -143,11 +176,13 @@ def parse_options(argv: list[str] | None) -> RefineOptions:
     source = str(Path(args.generator).resolve()) if Path(args.generator).is_dir() else args.generator
     checkpoint = None if args.checkpoint is None else args.checkpoint.resolve()
     spec = GeneratorSpec(source, checkpoint, args.parameterization, args.ddpm_steps, args.ddpm_time,
-                         args.sampler, sampler_steps or DEFAULT_SAMPLER_STEPS, conditional)
+                         args.sampler, sampler_steps or DEFAULT_SAMPLER_STEPS, conditional, args.generator_kwargs,
+                         args.convention, args.time_direction, args.time_scale, args.checkpoint_key)
     out = args.out or Path("runs") / f"refine-{time.strftime('%Y%m%d-%H%M%S')}"
     options = RefineOptions(out, spec, data, data_root, refiners, not args.no_distill, args.steps, args.distill_steps,
                             args.batch_size, args.lr, args.precision, args.num_samples, args.eval_seeds,
-                            args.inception, args.cache_dir, args.device, args.seed, args.resume)
+                            args.inception, args.cache_dir, args.device, args.seed, args.resume,
+                            not args.no_sanity_check)
     if args.resume:
         _check_resume(options)
     return options
@@ -176,11 +211,14 @@ def job(options: RefineOptions, ws: Workspace) -> RunResult:
     """Loads data and generator, refines it (:func:`~bfr_fast.pipelines.refinement.refine`), and reports."""
     data = load_dataset(options.data, root=options.data_root)
     task = load_task(options, data, ws.device)
-    scorer = None
-    if ws.is_main:  # before any training: a data set that cannot be scored fails before step 1
+    scorer, sanity = None, None
+    if ws.is_main:  # before any training: a data set that cannot be scored, or a base that samples noise, stops here
         extractor = build_extractor(data, options.inception, options.cache_dir or default_cache_dir(), ws.device,
                                     progress=True)
         scorer = Scorer.of(extractor, data)
+        if options.sanity_check:
+            sanity = check_base(task.generator, extractor, scorer.reference, data.image_shape, task.num_classes,
+                                ws.seed, ws.device, options.generator.source).to_json()
     result = refine(ws, task, scorer, options.refiners, options.distill)
     if scorer is None:
         return RunResult({}, "")
@@ -197,6 +235,7 @@ def job(options: RefineOptions, ws: Workspace) -> RunResult:
         "image_shape": list(data.image_shape),
         "num_classes": task.num_classes,
         "generator": replace(options.generator, conditional=task.conditional).to_json(),
+        "sanity_check": sanity,
         "budget": asdict(task.budget),
         "extractor": name,
         "distillation": result.distillation,

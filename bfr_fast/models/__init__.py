@@ -1,5 +1,6 @@
 """Velocity models, all called as ``model(x, t, y=None)`` with t a ``(B,)`` float32 tensor."""
 
+from bfr_fast.models.conventions import CONVENTIONS, TIME_DIRECTIONS, ForeignNetwork
 from bfr_fast.models.embeddings import (
     ConditionEmbedding,
     LabelEmbedding,
@@ -14,12 +15,15 @@ from bfr_fast.models.sit import SIT_PRESETS, SiT, position_embedding_2d
 from bfr_fast.models.unet import UNet
 
 __all__ = [
+    "CONVENTIONS",
     "MLP",
     "SIT_PRESETS",
     "ClassifierFreeGuidance",
     "ConditionEmbedding",
+    "ForeignNetwork",
     "LabelEmbedding",
     "SiT",
+    "TIME_DIRECTIONS",
     "TimeEmbedding",
     "UNet",
     "batch_times",

@@ -29,7 +29,7 @@ J = TypeVar("J", bound="Job")
 
 
 # What a resumed run may change: where it computes and where caches live, not what it computes.
-CHANGEABLE_ON_RESUME = ("out", "resume", "device", "cache_dir")
+CHANGEABLE_ON_RESUME = ("out", "resume", "device", "cache_dir", "sanity_check")
 
 
 def refuse_changed_options(config: Path, recorded: dict[str, Any], given: dict[str, Any]) -> None:

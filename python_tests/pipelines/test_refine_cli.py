@@ -63,7 +63,8 @@ def user_files(tmp_path, monkeypatch):
 def _refine_args(out, checkpoint, data, cache, *extra):
     return ["--generator", "my_generator:make", "--checkpoint", str(checkpoint), "--data", "npz", "--data-root",
             str(data), "--sampler-steps", "2", "--steps", "3", "--distill-steps", "2", "--num-samples", "30",
-            "--eval-seeds", "1", "--cache-dir", str(cache), "--device", "cpu", "--out", str(out), *extra]
+            "--eval-seeds", "1", "--cache-dir", str(cache), "--device", "cpu", "--out", str(out),
+            "--no-sanity-check", *extra]  # an untrained network: the gate has its own tests (test_sanity.py)
 
 
 def test_refine_then_sample_a_users_generator(user_files, capsys):
@@ -112,7 +113,7 @@ def test_refine_then_sample_a_users_generator(user_files, capsys):
         ("my_generator:missing", None, "--generator: 'my_generator' has no callable 'missing'"),
         ("my_generator:broken", None, "raised RuntimeError: no weights here"),
         ("my_generator:not_a_module", None, "returned a int, not a torch nn.Module"),
-        ("my_generator", None, "expected a run folder or 'package.module:factory'"),
+        ("my_generator", None, "expected a run folder or 'package.module:Callable'"),
         ("my_generator:make", "wrong", "does not fit my_generator:make(): 1 missing keys"),
     ],
 )
