@@ -14,14 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from bfr_fast.checks import positive_float, positive_int
 from bfr_fast.data import ImageDataset, load_dataset
 from bfr_fast.models import CONVENTIONS, TIME_DIRECTIONS
-from bfr_fast.pipelines.evaluation import Scorer, build_extractor
+from bfr_fast.metrics import metric_label
+from bfr_fast.pipelines.evaluation import Scorer, build_extractor, evaluate_row
 from bfr_fast.pipelines.generators import (
     DDPM_TIMES,
     DEFAULT_SAMPLER_STEPS,
@@ -30,7 +34,14 @@ from bfr_fast.pipelines.generators import (
     frozen_generator,
     run_options,
 )
-from bfr_fast.pipelines.refinement import REFINERS, RefinementTask, distillation_note, refine, refinement_budget
+from bfr_fast.pipelines.refinement import (
+    REFINERS,
+    Refinement,
+    RefinementTask,
+    distillation_note,
+    refine,
+    refinement_budget,
+)
 from bfr_fast.pipelines.sanity import check_base
 from bfr_fast.pipelines.workspace import Workspace
 from bfr_fast.solvers import TABLEAUX
@@ -155,11 +166,7 @@ def parse_options(argv: list[str] | None) -> RefineOptions:
             positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
     if args.lr is not None:
         positive_float("--lr", args.lr)
-    refiners = tuple(r.strip() for r in args.refiners.split(",") if r.strip())
-    unknown = sorted(set(refiners) - set(REFINERS))
-    if unknown or not refiners:
-        raise ValueError(f"--refiners: unknown {unknown or args.refiners!r}; choose from {','.join(REFINERS)}")
-    refiners = tuple(r for r in REFINERS if r in refiners)
+    refiners = _checked_refiners(r.strip() for r in args.refiners.split(",") if r.strip())
     data, data_root, conditional, sampler_steps = args.data, args.data_root, args.class_conditional, args.sampler_steps
     if Path(args.generator).is_dir():  # a run of this project: its data, labels and sampler unless overridden
         recorded = run_options(Path(args.generator))
@@ -188,18 +195,33 @@ def parse_options(argv: list[str] | None) -> RefineOptions:
     return options
 
 
+def _checked_refiners(names: Iterable[str]) -> tuple[str, ...]:
+    """The named refiners in :data:`REFINERS`'s order.
+
+    Raises:
+        ValueError: None named, or an unknown name.
+    """
+    names = tuple(names)
+    unknown = sorted(set(names) - set(REFINERS))
+    if unknown or not names:
+        raise ValueError(f"--refiners: unknown {unknown or list(names)}; choose from {','.join(REFINERS)}")
+    return tuple(r for r in REFINERS if r in names)
+
+
 def _check_resume(options: RefineOptions) -> None:
     refuse_changed_options(options.out / "config.json", run_options(options.out), options.to_json())
 
 
-def load_task(options: RefineOptions, data: ImageDataset, device: Any) -> RefinementTask:
-    """The generator of ``options`` on ``data``, with the budget of its image size and the options' overrides."""
+def load_task(options: RefineOptions, data: ImageDataset, device: Any, network: nn.Module | None = None
+              ) -> RefinementTask:
+    """The generator of ``options`` (or ``network``, called as ``options.generator`` says) on ``data``, with the
+    budget of its image size and the options' overrides."""
     spec = options.generator
     conditional = spec.conditional or (spec.is_run and data.is_labelled)
     if conditional and not data.is_labelled:
         raise ValueError(f"--class-conditional: data set {data.name!r} has no labels to condition on")
     spec = replace(spec, conditional=conditional)
-    generator = frozen_generator(spec, data.image_shape, data.num_classes, device)
+    generator = frozen_generator(spec, data.image_shape, data.num_classes, device, network)
     budget = refinement_budget(data.image_shape).with_overrides(
         refiner_steps=options.steps, distill_steps=options.distill_steps, batch_size=options.batch_size,
         lr=options.lr, precision=options.precision, num_samples=options.num_samples, eval_seeds=options.eval_seeds,
@@ -207,10 +229,13 @@ def load_task(options: RefineOptions, data: ImageDataset, device: Any) -> Refine
     return RefinementTask(data, budget, generator, conditional)
 
 
-def job(options: RefineOptions, ws: Workspace) -> RunResult:
-    """Loads data and generator, refines it (:func:`~bfr_fast.pipelines.refinement.refine`), and reports."""
+def job(options: RefineOptions, ws: Workspace, network: nn.Module | None = None,
+        done: Callable[[Refinement], None] | None = None) -> RunResult:
+    """Loads data and generator, checks the base (:func:`~bfr_fast.pipelines.sanity.check_base`), refines it
+    (:func:`~bfr_fast.pipelines.refinement.refine`), scores real training images as the floor, and reports;
+    ``done`` receives the refinement."""
     data = load_dataset(options.data, root=options.data_root)
-    task = load_task(options, data, ws.device)
+    task = load_task(options, data, ws.device, network)
     scorer, sanity = None, None
     if ws.is_main:  # before any training: a data set that cannot be scored, or a base that samples noise, stops here
         extractor = build_extractor(data, options.inception, options.cache_dir or default_cache_dir(), ws.device,
@@ -220,9 +245,12 @@ def job(options: RefineOptions, ws: Workspace) -> RunResult:
             sanity = check_base(task.generator, extractor, scorer.reference, data.image_shape, task.num_classes,
                                 ws.seed, ws.device, options.generator.source).to_json()
     result = refine(ws, task, scorer, options.refiners, options.distill)
+    if done is not None:
+        done(result)
     if scorer is None:
         return RunResult({}, "")
     name = scorer.extractor.name
+    real = real_floor(ws, data, scorer, task.budget.num_samples)
     g = task.generator
     title = (
         f"BFR of `{options.generator.source}` on `{data.name}`: base sampler {g.method} {g.num_steps} steps "
@@ -242,15 +270,101 @@ def job(options: RefineOptions, ws: Workspace) -> RunResult:
         "inversion_error": result.inversion_error,
         "refiners": {m: f"checkpoints/{m}-refiner.pt" for m in result.refiners},
         "rows": result.rows,
+        "real": real,
     }
-    body = f"## {title}\n\n{result.table(name)}\n{distillation_note(result.distillation)}\n"
+    floor = ("The floor of these metrics on this data: " + ", ".join(
+        f"{metric_label(k, name)} {real[k]:.4g}" for k in ("fd", "kid", "is", "precision", "recall"))
+        + f" for {real['num_images']} real training images scored the same way (samples/real.png).")
+    body = f"## {title}\n\n{result.table(name)}\n{distillation_note(result.distillation)}\n\n{floor}\n"
     return RunResult(metrics, body)
 
 
-def run(options: RefineOptions) -> RunFolder:
-    """Refines in the run folder ``options.out``; returns the folder."""
+def real_floor(ws: Workspace, data: ImageDataset, scorer: Scorer, num_samples: int) -> dict[str, Any]:
+    """Real training images scored like a row (as many as a row's samples, at most the training set): the metrics'
+    floor on this data, the headroom above which refinement can still gain."""
+    n = min(num_samples, data.train_x.shape[0])
+    row = evaluate_row(ws, {"method": "real", "seed": None}, data.train_x[:n], scorer.reference, scorer.extractor,
+                       "real")
+    return {**row, "num_images": n}
+
+
+def run(options: RefineOptions, network: nn.Module | None = None,
+        done: Callable[[Refinement], None] | None = None) -> RunFolder:
+    """Refines in the run folder ``options.out`` (the generator built from ``options``, or ``network``); returns
+    the folder."""
     return execute(options.out, options.resume, options.device, options.seed, {"options": options.to_json()},
-                   lambda ws: job(options, ws), "refine")
+                   lambda ws: job(options, ws, network, done), "refine")
+
+
+def refine_generator(
+    generator: str | nn.Module,
+    data: str,
+    out: str | Path,
+    *,
+    data_root: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_key: str | None = None,
+    generator_kwargs: dict[str, Any] | None = None,
+    convention: str = "bfr",
+    time_direction: str | None = None,
+    time_scale: float | None = None,
+    parameterization: str = "velocity",
+    ddpm_steps: int = 1000,
+    ddpm_time: str = "index",
+    class_conditional: bool = False,
+    sampler: str = "euler",
+    sampler_steps: int = DEFAULT_SAMPLER_STEPS,
+    refiners: Sequence[str] = ("dfr", "lfr"),
+    distill: bool = True,
+    sanity_check: bool = True,
+    resume: bool = False,
+    **overrides: Any,
+) -> Refinement:
+    """``python -m bfr_fast.refine`` from Python (a notebook): the same options, the same run folder.
+
+    Example::
+
+        from bfr_fast.refine import refine_generator
+        result = refine_generator(my_unet, "digits", "runs/mine", convention="torchcfm", class_conditional=True)
+        print(result.table("digitsnet"))
+
+    Args:
+        generator: The network itself (an ``nn.Module`` holding its weights), ``"pkg.module:Callable"`` (built
+            with ``generator_kwargs``, weights from ``checkpoint``), or a run folder of this project.
+        data: The data set it imitates (``digits``, ``mnist5k``, ``mnist``, ``cifar10``, ``folder``, ``npz``).
+        out: The run folder (refused if it holds another run, unless ``resume``).
+        data_root, checkpoint, checkpoint_key, generator_kwargs, convention, time_direction, time_scale,
+            parameterization, ddpm_steps, ddpm_time, class_conditional, sampler, sampler_steps, refiners, distill,
+            sanity_check, resume: As the CLI's options of the same names.
+        **overrides: The CLI's budget and run options: ``steps``, ``distill_steps``, ``batch_size``, ``lr``,
+            ``precision``, ``num_samples``, ``eval_seeds``, ``inception``, ``cache_dir``, ``device``, ``seed``.
+
+    Returns:
+        The refiners, their students and the scored rows; the run folder holds them too, for
+        ``python -m bfr_fast.sample`` (which rebuilds the generator from ``generator`` when it is a source string).
+
+    Raises:
+        ValueError: A bad option or file, or a base that samples noise as configured (the CLI's one-line errors).
+    """
+    network = generator if isinstance(generator, nn.Module) else None
+    source = f"{type(network).__module__}:{type(network).__qualname__}" if network is not None else str(generator)
+    if network is None and Path(source).is_dir():
+        source = str(Path(source).resolve())
+    spec = GeneratorSpec(source, None if checkpoint is None else Path(checkpoint).resolve(), parameterization,
+                         ddpm_steps, ddpm_time, sampler, sampler_steps, class_conditional, dict(generator_kwargs or {}),
+                         convention, time_direction, time_scale, checkpoint_key)
+    unknown = sorted(set(overrides) - {f.name for f in fields(RefineOptions)})
+    if unknown or {"out", "generator", "data"} & set(overrides):
+        raise ValueError(f"refine_generator: unknown options {unknown}")
+    paths = {k: Path(v) for k, v in overrides.items() if k in ("inception", "cache_dir") and v is not None}
+    options = RefineOptions(Path(out), spec, data, None if data_root is None else Path(data_root),
+                            _checked_refiners(refiners), distill, resume=resume, sanity_check=sanity_check,
+                            **{**overrides, **paths})
+    if resume:
+        _check_resume(options)
+    results: list[Refinement] = []
+    run(options, network, results.append)
+    return results[0]
 
 
 def main(argv: list[str] | None = None) -> int:
