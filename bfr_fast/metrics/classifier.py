@@ -27,11 +27,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from bfr_fast.checkpoint import atomic_save, load
 from bfr_fast.checks import integer, positive_float, positive_int
 from bfr_fast.metrics.extractor import FeatureExtractor, check_images
+from bfr_fast.progress import progress_bar
 
 ARCH_VERSION = "convnet-v1"
 WIDTHS: tuple[int, int, int] = (16, 32, 64)
@@ -175,7 +175,7 @@ def train_classifier(
         seed: seeds the initialization, the minibatches and the translations.
         device: where to train.
         num_classes: K; inferred as 1 + the largest label when None.
-        progress: show a progress bar.
+        progress: show a progress bar (when stderr is a terminal).
 
     Returns:
         The trained network (eval mode), its test accuracy and the training time.
@@ -209,7 +209,7 @@ def train_classifier(
     labels = train_y.to(device, torch.long)
 
     start = time.perf_counter()
-    for _ in tqdm(range(steps), desc="train classifier", disable=not progress):
+    for _ in progress_bar(range(steps), enabled=progress, desc="train classifier"):
         index = torch.randint(0, inputs.shape[0], (batch_size,), generator=generator).to(device)
         batch = _random_shift(inputs[index], max_shift, generator)
         loss = F.cross_entropy(net(batch), labels[index])

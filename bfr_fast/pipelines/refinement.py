@@ -39,6 +39,7 @@ from bfr_fast.pipelines.presets import image_preset
 from bfr_fast.pipelines.sampling import balanced_labels, source_noise
 from bfr_fast.pipelines.training import Loss, fit_network, train_config
 from bfr_fast.pipelines.workspace import Workspace
+from bfr_fast.progress import timed_stage
 from bfr_fast.refiners import (
     DataFlowRefiner,
     FMRefiner,
@@ -655,20 +656,32 @@ def refine(
         ws: The run: every stage is cached in its folder and loaded instead of recomputed when it resumes.
         task: The frozen generator, the data and the budget.
         scorer: The metrics' feature space and reference (None on ranks other than the main one: they train only).
-        methods: The refiners to train, of :data:`REFINERS`.
+        methods: The refiners to train, of :data:`REFINERS`, in the order given.
         distill: Also distil the DFR and the LFR (when trained) into 1-NFE students (rows ``*_reflow``).
 
     Returns:
         The refiners, the students' costs, the rows (base first) and the inversion error.
     """
-    pool = sample_pool(ws, task)
-    cache = inversion_cache(ws, task)
-    refiners = train_refiners(ws, task, pool, cache, methods)
-    students = distill_refiners(ws, task.generator, refiners, task.data.image_shape, task.num_classes,
-                                task.budget.distillation()) if distill else {}
+    with timed_stage("pool"):
+        pool = sample_pool(ws, task)
+    with timed_stage("inversion cache"):
+        cache = inversion_cache(ws, task)
+    # One refiner (and one student) per call, for a log line each. Given in REFINERS's order (as the CLI and the
+    # recipes give them), the networks are those of one call: the same calls, seeds and global-RNG draws in turn.
+    refiners: dict[str, Refiner] = {}
+    for method in methods:
+        with timed_stage(f"refiner {method}"):
+            refiners |= train_refiners(ws, task, pool, cache, (method,))
+    students: dict[str, Distilled] = {}
+    for teacher in ("dfr", "lfr") if distill else ():  # the refiners distill_refiners distils
+        if teacher in refiners:
+            with timed_stage(f"distillation {teacher}_reflow"):
+                students |= distill_refiners(ws, task.generator, {teacher: refiners[teacher]},
+                                             task.data.image_shape, task.num_classes, task.budget.distillation())
     refiners |= {name: student.refiner for name, student in students.items()}
     rows: list[dict[str, Any]] = []
     if scorer is not None and ws.is_main:  # every rank trains; the main process alone evaluates
         teacher_nfe = {name: student.cost["teacher_nfe"] for name, student in students.items()}
-        rows = evaluate_refiners(ws, task, refiners, scorer.extractor, scorer.reference, teacher_nfe=teacher_nfe)
+        with timed_stage("evaluation"):
+            rows = evaluate_refiners(ws, task, refiners, scorer.extractor, scorer.reference, teacher_nfe=teacher_nfe)
     return Refinement(refiners, {name: s.cost for name, s in students.items()}, rows, cache.error_summary())

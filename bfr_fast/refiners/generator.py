@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from tqdm.auto import tqdm
 
 from bfr_fast.checks import positive_int
+from bfr_fast.progress import progress_bar
 from bfr_fast.solvers import TABLEAUX, ODESolver
 from bfr_fast.solvers.ode_solver import VelocityModel
 
@@ -57,7 +57,7 @@ class FrozenGenerator:
         Args:
             noise: ``(N, ...)`` starting points.
             y: ``(N,)`` class labels for a conditional model, or None.
-            progress: Show a progress bar over the batches.
+            progress: Show a progress bar over the batches (when stderr is a terminal).
 
         Returns:
             ``(samples, nfe)``: samples in ``noise``'s shape (not clamped) and the base NFE per sample.
@@ -80,7 +80,7 @@ class FrozenGenerator:
             raise ValueError(f"y must be a ({x.shape[0]},) tensor of labels, got {getattr(y, 'shape', y)!r}")
         outputs, nfe = [], 0
         starts = range(0, x.shape[0], self.batch_size)
-        for start in tqdm(starts, desc=label, disable=not progress, dynamic_ncols=True):
+        for start in progress_bar(starts, enabled=progress, desc=label, dynamic_ncols=True):
             extras = {} if y is None else {"y": y[start : start + self.batch_size]}
             chunk = x[start : start + self.batch_size]
             out, nfe = integrate(chunk, num_steps=self.num_steps, return_nfe=True, **extras)

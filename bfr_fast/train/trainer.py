@@ -17,9 +17,9 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm.auto import tqdm
 
 from bfr_fast.checkpoint import atomic_save, load
+from bfr_fast.progress import progress_bar
 from bfr_fast.train.distributed import DistributedContext
 
 log = logging.getLogger("bfr_fast")
@@ -274,8 +274,8 @@ class Trainer:
         """
         self.model.train()
         last: dict[str, float] = {}
-        progress = tqdm(
-            total=self.config.steps, initial=self.step, desc=self.description, disable=not self.dist.is_main,
+        progress = progress_bar(
+            enabled=self.dist.is_main, total=self.config.steps, initial=self.step, desc=self.description,
             dynamic_ncols=True,
         )
         step_start = None

@@ -24,13 +24,13 @@ from typing import Any
 
 import mdtraj
 import numpy as np
-from tqdm.auto import tqdm
 
 from bfr_fast.checkpoint import atomic_write
 from bfr_fast.checks import integer, non_negative_float, positive_float, positive_int
 from bfr_fast.data.molecules.forcefield import DEFAULT_FORCEFIELD, create_system
 from bfr_fast.data.molecules.structures import ALANINE_DIPEPTIDE_PDB
 from bfr_fast.data.user_files import missing_file_error, read_npz
+from bfr_fast.progress import progress_bar
 
 __all__ = ["ReferenceMD", "generate_reference_md", "load_reference_md"]
 
@@ -86,7 +86,7 @@ def generate_reference_md(out_path: str | Path, nanoseconds: float, frames: int,
         friction_per_ps: Langevin friction coefficient in 1/ps.
         threads: threads of the CPU platform; ``None`` leaves OpenMM's choice (``OPENMM_CPU_THREADS`` as it was
             when OpenMM was imported, else every core). Ignored by the other platforms.
-        progress: show a progress bar.
+        progress: show a progress bar (when stderr is a terminal).
 
     Returns:
         ``out_path``.
@@ -137,7 +137,7 @@ def generate_reference_md(out_path: str | Path, nanoseconds: float, frames: int,
 
     coordinates = np.empty((frames, system.getNumParticles(), 3), dtype=np.float32)
     energies = np.empty(frames, dtype=np.float64)
-    for frame in tqdm(range(frames), desc="reference MD", unit="frame", disable=not progress):
+    for frame in progress_bar(range(frames), enabled=progress, desc="reference MD", unit="frame"):
         integrator.step(stride)
         state = context.getState(getPositions=True, getEnergy=True)
         coordinates[frame] = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
