@@ -65,8 +65,9 @@ class RunFolder:
         """Creates the folder and holds it for one run: an exclusive lock, released when the block ends.
 
         The lock is an ``fcntl.flock`` on ``.lock`` inside the folder (it holds the owner's process id, for the
-        error message); the kernel drops it when the process dies, so a crashed run never leaves the folder
-        locked. The folder's contents are checked under the lock, so two runs started at once cannot both pass.
+        error message). The file is removed when the block ends, however it ends; the kernel drops the lock when
+        the process dies, so a killed run leaves a ``.lock`` that holds nothing, and the next claim takes it. The
+        folder's contents are checked under the lock, so two runs started at once cannot both pass.
 
         Args:
             resume: Whether the run continues the one in the folder (which must then hold one: its
@@ -79,28 +80,50 @@ class RunFolder:
         """
         if resume and not self.root.is_dir():
             raise ValueError(f"--resume: the run folder {self.root} does not exist (pass the --out of the run)")
+        fd = self._lock()
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.root / self.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as error:  # --out is a file, lies under a file, or is not writable
-            raise ValueError(
-                f"--out: cannot create or write the run folder {self.root} ({error.strerror}); choose another --out"
-            ) from None
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-                raise ValueError(
-                    f"--out: the run folder {self.root} is in use by process {holder}; wait for that run to end "
-                    "or choose another --out"
-                ) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             self._check_owner(resume)
             yield self
         finally:
+            # Unlinked while still locked: once the lock is dropped, a process may flock this file at any time,
+            # and unlinking it then would let a third process create and lock a new one beside it. Whoever
+            # flocks it from now on finds it unlinked (see _lock) and starts again. (missing_ok: a folder deleted
+            # by hand meanwhile must not hide the run's own error.)
+            (self.root / self.LOCK_NAME).unlink(missing_ok=True)
             os.close(fd)  # closing the last descriptor releases the lock
+
+    def _lock(self) -> int:
+        """Opens (or creates) ``.lock`` and flocks it; returns the descriptor. Refuses a folder another holds.
+
+        A process may open the file just before its holder unlinks it, and be granted the lock on the unlinked
+        file once the holder closes it, while a third process creates and locks a new ``.lock``. Only the file
+        that is at the path when its lock is granted counts (nobody but the lock's holder removes it), so a lock
+        on another file is dropped and the path opened again.
+        """
+        path = self.root / self.LOCK_NAME
+        while True:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as error:  # --out is a file, lies under a file, or is not writable
+                raise ValueError(
+                    f"--out: cannot create or write the run folder {self.root} ({error.strerror}); "
+                    "choose another --out"
+                ) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise ValueError(
+                    f"--out: the run folder {self.root} is in use by process {holder}; wait for that run to end "
+                    "or choose another --out"
+                ) from None
+            if _same_file(os.fstat(fd), path):
+                return fd
+            os.close(fd)
 
     def _check_owner(self, resume: bool) -> None:
         if resume:
@@ -118,6 +141,16 @@ class RunFolder:
                 f"--out: {self.root} already holds a run ({', '.join(held[:3])}{', ...' if len(held) > 3 else ''}); "
                 "pass --resume to continue it, or choose another --out"
             )
+
+
+def _same_file(opened: os.stat_result, path: Path) -> bool:
+    """Whether the open file ``opened`` is the one at ``path`` (False when ``path`` is gone)."""
+    try:
+        current = os.stat(path)
+    except FileNotFoundError:
+        return False
+    # An open file keeps its inode, so no other file can have taken its number meanwhile.
+    return (opened.st_dev, opened.st_ino) == (current.st_dev, current.st_ino)
 
 
 FILE_ONLY = {"file_only": True}
