@@ -29,6 +29,7 @@ from bfr_fast.pipelines.evaluation import Scorer, build_extractor, evaluate_row
 from bfr_fast.pipelines.generators import (
     DDPM_TIMES,
     DEFAULT_SAMPLER_STEPS,
+    IN_MEMORY,
     PARAMETERIZATIONS,
     GeneratorSpec,
     frozen_generator,
@@ -340,14 +341,16 @@ def refine_generator(
             ``precision``, ``num_samples``, ``eval_seeds``, ``inception``, ``cache_dir``, ``device``, ``seed``.
 
     Returns:
-        The refiners, their students and the scored rows; the run folder holds them too, for
-        ``python -m bfr_fast.sample`` (which rebuilds the generator from ``generator`` when it is a source string).
+        The refiners, their students and the scored rows. The run folder holds them too; ``python -m
+        bfr_fast.sample`` can rebuild the generator from it when ``generator`` was a source string, not an object
+        (recorded as ``<in-memory pkg.module:Class>``, which it refuses).
 
     Raises:
         ValueError: A bad option or file, or a base that samples noise as configured (the CLI's one-line errors).
     """
     network = generator if isinstance(generator, nn.Module) else None
-    source = f"{type(network).__module__}:{type(network).__qualname__}" if network is not None else str(generator)
+    kind = type(network)
+    source = str(generator) if network is None else f"{IN_MEMORY}{kind.__module__}:{kind.__qualname__}>"
     if network is None and Path(source).is_dir():
         source = str(Path(source).resolve())
     spec = GeneratorSpec(source, None if checkpoint is None else Path(checkpoint).resolve(), parameterization,

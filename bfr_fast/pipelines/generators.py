@@ -33,6 +33,8 @@ from bfr_fast.solvers import TABLEAUX
 PARAMETERIZATIONS = ("velocity", "eps")
 DDPM_TIMES = ("index", "t")
 DEFAULT_SAMPLER_STEPS = 20
+IN_MEMORY = "<in-memory "
+"""How a run records a generator it was given as a Python object (``<in-memory pkg.module:Class>``)."""
 OPTIONAL_LIBRARIES = {"torchcfm": "torchcfm", "diffusers": "diffusers", "flow_matching": "flow_matching"}
 """Top-level module -> distribution of the training libraries the ``ecosystem`` extra installs."""
 
@@ -138,6 +140,10 @@ def import_source(source: str) -> Callable[..., Any]:
             ``ecosystem`` extra installs, the message says to install it); an attribute that is missing or not
             callable.
     """
+    if source.startswith(IN_MEMORY):
+        raise ValueError(f"--generator: the run's generator {source} was a Python object given to refine_generator, "
+                         "and a run folder cannot rebuild it; use the refiners refine_generator returned, or refine "
+                         "from 'package.module:Callable' with --checkpoint")
     module_name, _, attribute = source.partition(":")
     if not module_name or not attribute:
         raise ValueError(f"--generator: expected a run folder or 'package.module:Callable', got {source!r}")

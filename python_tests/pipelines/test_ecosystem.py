@@ -45,13 +45,14 @@ def test_torchcfm_unet_from_a_dataparallel_checkpoint(tmp_path):
 
 
 def test_the_bfr_authors_cifar10_base_format_loads_and_samples(tmp_path):
-    """Their base is torchcfm's CIFAR-10 script's UNet, saved from DataParallel as net_model/ema_model/sched/optim/step;
-    small channels here, the same layout."""
+    """Their base (train_cifar10_base.py) is torchcfm's class-conditional UNetModelWrapper, saved from DataParallel
+    as net_model/ema_model/sched/optim/step; their arguments but for width and depth, the same layout."""
     pytest.importorskip("torchcfm", reason=EXTRA)
     from torchcfm.models.unet.unet import UNetModelWrapper
 
     kwargs = {"dim": [3, 32, 32], "num_res_blocks": 1, "num_channels": 32, "channel_mult": [1, 2, 2, 2],
-              "num_heads": 2, "num_head_channels": 16, "attention_resolutions": "16", "dropout": 0.1}
+              "num_heads": 4, "num_head_channels": 64, "attention_resolutions": "16", "dropout": 0.1,
+              "class_cond": True, "num_classes": 10}
     torch.manual_seed(2)
     net = torch.nn.DataParallel(UNetModelWrapper(**kwargs))
     ema = torch.nn.DataParallel(UNetModelWrapper(**kwargs))
@@ -62,9 +63,9 @@ def test_the_bfr_authors_cifar10_base_format_loads_and_samples(tmp_path):
                 "optim": optim.state_dict(), "step": 400000}, path)
     assert all(k.startswith("module.") for k in torch.load(path)["ema_model"])
     spec = GeneratorSpec("torchcfm.models.unet.unet:UNetModelWrapper", path, kwargs=kwargs, convention="torchcfm",
-                         checkpoint_key="ema_model", sampler_steps=2)
-    generator = _forward_equal(spec, lambda n, x, t, y: ema.module.eval()(t, x), (3, 32, 32), classes=None)
-    samples, nfe = generator.sample(torch.randn(2, 3, 32, 32))
+                         checkpoint_key="ema_model", sampler_steps=2, conditional=True)
+    generator = _forward_equal(spec, lambda n, x, t, y: ema.module.eval()(t, x, y), (3, 32, 32))
+    samples, nfe = generator.sample(torch.randn(2, 3, 32, 32), torch.tensor([3, 7]))
     assert samples.shape == (2, 3, 32, 32) and nfe == 2 and torch.isfinite(samples).all()
 
 
@@ -150,5 +151,6 @@ def test_flow_matching_model_wrapper_gets_labels_in_its_extras(tmp_path, monkeyp
 @pytest.mark.parametrize("library", ["torchcfm", "diffusers", "flow_matching"])
 def test_a_missing_library_names_the_extra(library, monkeypatch):
     monkeypatch.setitem(sys.modules, library, None)  # as if not installed
-    with pytest.raises(ValueError, match=r"is not installed; install the ecosystem extra: pip install -e \"\.\[ecosystem\]\""):
+    message = r"is not installed; install the ecosystem extra: pip install -e \"\.\[ecosystem\]\""
+    with pytest.raises(ValueError, match=message):
         build_factory_network(GeneratorSpec(f"{library}:Anything"))

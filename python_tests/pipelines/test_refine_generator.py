@@ -10,6 +10,7 @@ import pytest
 
 from bfr_fast.refine import main as refine_main
 from bfr_fast.refine import refine_generator
+from bfr_fast.sample import main as sample_main
 
 HERE = Path(__file__).parent
 BUDGET = {"steps": 2, "num_samples": 30, "eval_seeds": 1, "device": "cpu"}
@@ -23,7 +24,7 @@ def memorized(monkeypatch):
     return memorized
 
 
-def test_the_python_entry_point_gives_the_clis_rows(tmp_path, memorized):
+def test_the_python_entry_point_gives_the_clis_rows(tmp_path, memorized, capsys):
     cache = tmp_path / "cache"
     cli = tmp_path / "cli"
     assert refine_main(["--generator", "memorized:Flow", "--generator-kwargs", '{"count": 200}', "--data", "digits",
@@ -36,7 +37,9 @@ def test_the_python_entry_point_gives_the_clis_rows(tmp_path, memorized):
     written = json.loads((tmp_path / "py" / "metrics.json").read_text())
     assert [r["fd"] for r in result.rows] == [r["fd"] for r in expected["rows"]] == [r["fd"] for r in written["rows"]]
     assert {r["method"] for r in result.rows} == {"base", "dfr"} and "dfr" in result.refiners
-    assert written["generator"]["source"] == "memorized:Flow"
+    assert written["generator"]["source"] == "<in-memory memorized:Flow>"  # not rebuilt as an untrained Flow()
+    assert sample_main(["--run", str(tmp_path / "py"), "--refiner", "base", "--out", str(tmp_path / "s.npz")]) == 2
+    assert "was a Python object given to refine_generator" in capsys.readouterr().err
     # the floor: real training images scored like a row, named in the table
     assert written["real"]["num_images"] == 30 and written["real"]["method"] == "real"
     assert "The floor of these metrics on this data" in (tmp_path / "py" / "results.md").read_text()
