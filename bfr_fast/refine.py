@@ -46,7 +46,7 @@ from bfr_fast.pipelines.refinement import (
 from bfr_fast.pipelines.sanity import check_base
 from bfr_fast.pipelines.workspace import Workspace
 from bfr_fast.solvers import TABLEAUX
-from bfr_fast.train.options import PRECISIONS, default_cache_dir
+from bfr_fast.train.options import PRECISIONS, check_num_samples, default_cache_dir
 from bfr_fast.train.recipes.base import RunResult
 from bfr_fast.train.run_folder import RunFolder
 from bfr_fast.train.runner import execute, guarded_main, refuse_changed_options
@@ -75,6 +75,9 @@ class RefineOptions:
     seed: int = 0
     resume: bool = False
     sanity_check: bool = True
+
+    def __post_init__(self) -> None:
+        check_num_samples(self.num_samples)  # here, not after the refiners trained and the metrics found too few
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -243,8 +246,7 @@ def job(options: RefineOptions, ws: Workspace, network: nn.Module | None = None,
                                     progress=True)
         scorer = Scorer.of(extractor, data)
         if options.sanity_check:
-            sanity = check_base(task.generator, extractor, scorer.reference, data.image_shape, task.num_classes,
-                                ws.seed, ws.device, options.generator.source).to_json()
+            sanity = check_base(task, scorer, ws.seed, ws.device, options.generator.source).to_json()
     result = refine(ws, task, scorer, options.refiners, options.distill)
     if done is not None:
         done(result)

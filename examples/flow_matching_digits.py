@@ -21,7 +21,7 @@ NETWORK = {"channels": 1, "width": 32, "num_classes": 10}
 
 
 def main() -> int:
-    args = parser(__doc__.splitlines()[0], steps=1500).parse_args()
+    args = parser(__doc__.splitlines()[0], steps=4000).parse_args()
     torch.manual_seed(args.seed)
     batches, _ = digits_batches(128, args.seed)
     model = VelocityNet(**NETWORK)

@@ -29,7 +29,7 @@ def ema_update(source: torch.nn.Module, target: torch.nn.Module, decay: float) -
 
 
 def main() -> int:
-    args = parser(__doc__.splitlines()[0], steps=1500).parse_args()
+    args = parser(__doc__.splitlines()[0], steps=4000).parse_args()
     torch.manual_seed(args.seed)
     batches, _ = digits_batches(128, args.seed)
     net_model = torch.nn.DataParallel(UNetModelWrapper(**NETWORK))  # as in torchcfm's multi-GPU CIFAR script

@@ -208,8 +208,12 @@ def _from_pretrained(factory: Callable[..., Any], spec: GeneratorSpec) -> Any:
     if not (folder / "config.json").is_file():
         raise ValueError(f"--checkpoint: {folder} has no config.json, so it is not a save_pretrained folder; pass "
                          "the folder model.save_pretrained(...) wrote (an EMA's: ema.save_pretrained(...))")
+    # offline; and without `accelerate` diffusers would warn on stderr that it turns low_cpu_mem_usage off itself
+    options = {"local_files_only": True}
+    if getattr(factory, "__module__", "").startswith("diffusers."):
+        options["low_cpu_mem_usage"] = False
     try:
-        return loader(str(folder), local_files_only=True)
+        return loader(str(folder), **options)
     except Exception as error:  # a broken or foreign folder fails in the library's own ways
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"--checkpoint: {spec.source}.from_pretrained({folder}) failed: {first}") from None
@@ -258,8 +262,9 @@ def frozen_generator(
             (the Python entry point, :func:`~bfr_fast.pipelines.refine_generator`).
 
     Raises:
-        ValueError: The network cannot be built or loaded, or it does not map a batch of ``image_shape`` to that
-            shape (the message says what it returned).
+        ValueError: The network cannot be built or loaded, it does not map a batch of ``image_shape`` to that
+            shape (the message says what it returned), or, conditional, it fails on a label below
+            ``num_classes`` or ignores its labels.
     """
     classes = num_classes if spec.conditional else None
     if network is None:
@@ -271,14 +276,22 @@ def frozen_generator(
         network, spec.convention, spec.parameterization, direction, scale)
     if spec.parameterization == "eps":
         model = ProbabilityFlowVelocity(model, DDPMSchedule(spec.ddpm_steps), model_time=spec.ddpm_time).to(device)
-    _check_shape(model, image_shape, classes, device, spec.source)
-    return FrozenGenerator(model, method=spec.sampler, num_steps=spec.sampler_steps)
+    _check_calls(model, image_shape, classes, device, spec.source)
+    return FrozenGenerator(model, method=spec.sampler, num_steps=spec.sampler_steps,
+                           name=f"--generator {spec.source}")
 
 
 @torch.no_grad()
-def _check_shape(model: nn.Module, image_shape: tuple[int, int, int], num_classes: int | None,
+def _check_calls(model: nn.Module, image_shape: tuple[int, int, int], num_classes: int | None,
                  device: torch.device, source: str) -> None:
-    x = torch.zeros(2, *image_shape, device=device)
+    """Calls ``model`` as the sampler will, on two random images, so that a wrong shape, convention or label set
+    is one line before any training, not a traceback from inside the user's network halfway through the run.
+
+    With labels, it is also called with the largest label the run gives it (``num_classes - 1``: the data's
+    largest), which must work, and must change its output unless the output ignores its input altogether (an
+    untrained network whose last layer starts at zero).
+    """
+    x = torch.randn(2, *image_shape, generator=torch.Generator().manual_seed(0)).to(device)
     t = torch.full((2,), 0.5, device=device)
     extras = {} if num_classes is None else {"y": torch.zeros(2, dtype=torch.int64, device=device)}
     try:
@@ -292,6 +305,20 @@ def _check_shape(model: nn.Module, image_shape: tuple[int, int, int], num_classe
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(f"--generator: {source} maps a batch of the data's shape {tuple(x.shape)} to {got}; "
                          "it must return a tensor of its input's shape")
+    if num_classes is None or num_classes == 1:
+        return
+    last = num_classes - 1
+    try:
+        other = model(x, t, y=torch.full((2,), last, dtype=torch.int64, device=device))
+    except Exception as error:  # an embedding of fewer classes than the data's fails in the user's code
+        raise ValueError(f"--class-conditional: the data's labels go up to {last} ({num_classes} classes, 0 to "
+                         f"{last}), but {source} fails on label {last}: {type(error).__name__}: "
+                         f"{_first_line(error)}; relabel the data within the network's classes, or build the "
+                         f"network for {num_classes} classes (--generator-kwargs)") from None
+    if torch.equal(out, other) and not torch.equal(out[0], out[1]):
+        raise ValueError(f"--class-conditional: {source}'s output does not depend on the label (labels 0 and "
+                         f"{last} give the same velocity); drop --class-conditional, or fix the network so "
+                         "that it uses y (is --convention right?)")
 
 
 def _first_line(error: BaseException) -> str:

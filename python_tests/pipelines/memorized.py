@@ -1,13 +1,19 @@
-"""Generators that are exact for the empirical distribution of training images, in the conventions users get wrong.
+r"""Generators that are exact for a smoothed empirical distribution of training images, in the conventions users get
+wrong: exact flows and DDPMs at no training cost, for the tests of the sanity gate.
 
-For the linear path :math:`x_t = (1 - t) z + t x_1`, :math:`z \\sim N(0, I)`, to the empirical distribution of
-images :math:`x^{(i)}`, the marginal velocity is :math:`v(x, t) = (\\hat x_1(x, t) - x) / (1 - t)` with the
-posterior mean :math:`\\hat x_1 = \\sum_i w_i x^{(i)}`, :math:`w = \\mathrm{softmax}_i(-\\lVert x - t x^{(i)}
-\\rVert^2 / (2 (1 - t)^2))`; for a DDPM, :math:`\\hat\\epsilon = (x - \\sqrt{\\bar\\alpha} \\hat x_1) /
-\\sqrt{1 - \\bar\\alpha}` with the weights of :math:`x = \\sqrt{\\bar\\alpha} x^{(i)} + \\sqrt{1 - \\bar\\alpha}
-\\epsilon`. Sampled as their conventions say, they reproduce training images: a good generator at no training
-cost, for the tests of the sanity gate. Built as ``--generator memorized:Flow --generator-kwargs
-'{"count": 300}'`` once this folder is on ``sys.path``.
+The target is the mixture :math:`\frac1N \sum_i N(x^{(i)}, s^2 I)` of the first ``count`` training digits (all by
+default)
+(:math:`s` = ``smoothing``, so that the flow is smooth and invertible everywhere). Given component :math:`i`, a
+noised point :math:`x = a x_1 + \sigma z` with :math:`x_1 = x^{(i)} + s \epsilon'` is Gaussian with mean
+:math:`a x^{(i)}` and variance :math:`\nu = a^2 s^2 + \sigma^2` per pixel, so with posterior weights
+:math:`w_i \propto \exp(-\lVert x - a x^{(i)} \rVert^2 / 2\nu)` (among the label's class when given):
+
+- linear path (:math:`a = t`, :math:`\sigma = 1 - t`), velocity :math:`\mathbb E[x_1 - z \mid x] = \sum_i w_i
+  (x^{(i)} + (t s^2 - (1 - t)) (x - t x^{(i)}) / \nu)`;
+- DDPM (:math:`a = \sqrt{\bar\alpha}`, :math:`\sigma = \sqrt{1 - \bar\alpha}`), ε-prediction
+  :math:`\mathbb E[z \mid x] = \sum_i w_i \sigma (x - a x^{(i)}) / \nu`.
+
+Built as ``--generator memorized:Flow --generator-kwargs '{"smoothing": 0.1}'`` once this folder is on ``sys.path``.
 """
 
 from __future__ import annotations
@@ -20,31 +26,36 @@ from bfr_fast.paths import DDPMSchedule
 
 
 class _Memorized(nn.Module):
-    def __init__(self, count: int = 300) -> None:
+    def __init__(self, count: int | None = None, smoothing: float = 0.1) -> None:
         super().__init__()
         data = load_dataset("digits")
         self.register_buffer("images", data.train_x[:count].flatten(1))
         self.register_buffer("labels", data.train_y[:count])
+        self.smoothing = smoothing
 
-    def posterior_mean(self, x: torch.Tensor, scale: torch.Tensor, sigma: torch.Tensor,
-                       y: torch.Tensor | None) -> torch.Tensor:
-        """E[x_1 | x] when x = scale x_1 + sigma noise; scale and sigma (B,); among class y when given."""
+    def _weights(self, x: torch.Tensor, a: torch.Tensor, variance: torch.Tensor,
+                 y: torch.Tensor | None) -> torch.Tensor:
+        """(B, N) posterior weights of the components for x = a x_1 + noise of that variance per pixel; a (B,)."""
         flat = x.flatten(1)
-        # |x_b - s_b x_i|^2 = |x_b|^2 - 2 s_b x_b . x_i + s_b^2 |x_i|^2
-        d2 = (flat.square().sum(1, keepdim=True) - 2 * scale[:, None] * flat @ self.images.T
-              + scale[:, None] ** 2 * self.images.square().sum(1)[None, :])
-        logits = -d2 / (2 * sigma[:, None] ** 2)
+        # |x_b - a_b x_i|^2 = |x_b|^2 - 2 a_b x_b . x_i + a_b^2 |x_i|^2
+        d2 = (flat.square().sum(1, keepdim=True) - 2 * a[:, None] * flat @ self.images.T
+              + a[:, None] ** 2 * self.images.square().sum(1)[None, :])
+        logits = -d2 / (2 * variance[:, None])
         if y is not None:
             logits = logits.masked_fill(self.labels[None, :] != y[:, None], float("-inf"))
-        return (torch.softmax(logits, dim=1) @ self.images).view_as(x)
+        return torch.softmax(logits, dim=1)
 
 
 class Flow(_Memorized):
     """A velocity model, t = 0 noise, t = 1 data: ``model(x, t, y=None)``."""
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        rest = (1 - t).clamp_min(1e-3)
-        return (self.posterior_mean(x, t, rest, y) - x) / rest.view(-1, *[1] * (x.dim() - 1))
+        variance = (t * self.smoothing) ** 2 + (1 - t) ** 2
+        w = self._weights(x, t, variance, y)
+        flat = x.flatten(1)
+        gain = ((t * self.smoothing**2 - (1 - t)) / variance)[:, None]
+        mean_image = w @ self.images
+        return (mean_image + gain * (flat - t[:, None] * mean_image)).view_as(x)
 
 
 class ReversedFlow(Flow):
@@ -57,12 +68,14 @@ class ReversedFlow(Flow):
 class IndexEps(_Memorized):
     """A DDPM ε-prediction on the default linear 1000-step schedule, taking the step index (999 = noise)."""
 
-    def __init__(self, count: int = 300) -> None:
-        super().__init__(count)
+    def __init__(self, count: int | None = None, smoothing: float = 0.1) -> None:
+        super().__init__(count, smoothing)
         self.schedule = DDPMSchedule(1000)
 
     def forward(self, x: torch.Tensor, index: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         log_alpha_bar = self.schedule.log_alpha_bar_and_derivative(1 - index / 999)[0].to(x.dtype)
-        scale, sigma = torch.exp(0.5 * log_alpha_bar), torch.sqrt(-torch.expm1(log_alpha_bar))
-        shape = (-1, *[1] * (x.dim() - 1))
-        return (x - scale.view(shape) * self.posterior_mean(x, scale, sigma, y)) / sigma.view(shape)
+        a, sigma = torch.exp(0.5 * log_alpha_bar), torch.sqrt(-torch.expm1(log_alpha_bar))
+        variance = (a * self.smoothing) ** 2 + sigma**2
+        w = self._weights(x, a, variance, y)
+        flat = x.flatten(1)
+        return ((sigma / variance)[:, None] * (flat - a[:, None] * (w @ self.images))).view_as(x)

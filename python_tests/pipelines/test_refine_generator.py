@@ -27,11 +27,11 @@ def memorized(monkeypatch):
 def test_the_python_entry_point_gives_the_clis_rows(tmp_path, memorized, capsys):
     cache = tmp_path / "cache"
     cli = tmp_path / "cli"
-    assert refine_main(["--generator", "memorized:Flow", "--generator-kwargs", '{"count": 200}', "--data", "digits",
+    assert refine_main(["--generator", "memorized:Flow", "--generator-kwargs", '{"smoothing": 0.1}', "--data", "digits",
                         "--class-conditional", "--refiners", "dfr", "--no-distill", "--steps", "2", "--num-samples",
                         "30", "--eval-seeds", "1", "--device", "cpu", "--cache-dir", str(cache), "--out",
                         str(cli)]) == 0
-    result = refine_generator(memorized.Flow(count=200), "digits", tmp_path / "py", class_conditional=True,
+    result = refine_generator(memorized.Flow(smoothing=0.1), "digits", tmp_path / "py", class_conditional=True,
                               refiners=["dfr"], distill=False, cache_dir=cache, **BUDGET)
     expected = json.loads((cli / "metrics.json").read_text())
     written = json.loads((tmp_path / "py" / "metrics.json").read_text())
@@ -47,7 +47,7 @@ def test_the_python_entry_point_gives_the_clis_rows(tmp_path, memorized, capsys)
 
 def test_the_python_entry_point_raises_the_clis_errors(tmp_path, memorized):
     with pytest.raises(ValueError, match="samples noise, not images"):
-        refine_generator(memorized.ReversedFlow(count=200), "digits", tmp_path / "r", class_conditional=True,
+        refine_generator(memorized.ReversedFlow(), "digits", tmp_path / "r", class_conditional=True,
                          cache_dir=tmp_path / "cache", **BUDGET)
     with pytest.raises(ValueError, match="unknown options \\['stepz'\\]"):
         refine_generator(memorized.Flow(), "digits", tmp_path / "s", stepz=3)

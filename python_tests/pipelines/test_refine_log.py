@@ -15,7 +15,7 @@ STAGES = ("pool", "inversion cache", "refiner dfr", "refiner lfr", "distillation
 def test_the_log_has_one_timed_line_per_stage(tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(HERE))  # memorized.py: a good base at no training cost
     out = tmp_path / "run"
-    assert refine_main(["--generator", "memorized:Flow", "--generator-kwargs", '{"count": 200}', "--data", "digits",
+    assert refine_main(["--generator", "memorized:Flow", "--generator-kwargs", '{"smoothing": 0.1}', "--data", "digits",
                         "--sampler-steps", "4", "--steps", "2", "--distill-steps", "2", "--num-samples", "30",
                         "--eval-seeds", "1", "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--out",
                         str(out)]) == 0
