@@ -48,7 +48,7 @@ from bfr_fast.pipelines.workspace import Workspace
 from bfr_fast.solvers import TABLEAUX
 from bfr_fast.train.options import PRECISIONS, check_num_samples, default_cache_dir
 from bfr_fast.train.recipes.base import RunResult
-from bfr_fast.train.run_folder import RunFolder
+from bfr_fast.engine.run_folder import RunFolder
 from bfr_fast.train.runner import execute, guarded_main, refuse_changed_options
 
 

@@ -36,7 +36,7 @@ from bfr_fast.pipelines.presets import image_preset
 from bfr_fast.pipelines.sampling import balanced_labels, source_noise
 from bfr_fast.pipelines.training import TrainedFlow, ema_decay, label_dropout, train_config, train_flow
 from bfr_fast.pipelines.workspace import Workspace
-from bfr_fast.train.trainer import TrainConfig
+from bfr_fast.engine.trainer import TrainConfig
 
 log = logging.getLogger("bfr_fast")
 

@@ -56,7 +56,7 @@ from bfr_fast.refiners import (
     student_of,
 )
 from bfr_fast.report import markdown_table, tables
-from bfr_fast.train.trainer import PRECISIONS, TrainConfig
+from bfr_fast.engine.trainer import PRECISIONS, TrainConfig
 
 log = logging.getLogger("bfr_fast")
 

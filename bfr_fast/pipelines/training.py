@@ -15,7 +15,7 @@ from bfr_fast.data import ImageDataset, InfiniteLoader
 from bfr_fast.losses import FlowMatchingLoss, PathLoss
 from bfr_fast.pipelines.presets import image_preset
 from bfr_fast.pipelines.workspace import Workspace
-from bfr_fast.train.trainer import TrainConfig, Trainer
+from bfr_fast.engine.trainer import TrainConfig, Trainer
 
 log = logging.getLogger("bfr_fast")
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from bfr_fast.train.distributed import DistributedContext
-from bfr_fast.train.run_folder import RunFolder
+from bfr_fast.engine.distributed import DistributedContext
+from bfr_fast.engine.run_folder import RunFolder
 
 
 @dataclass

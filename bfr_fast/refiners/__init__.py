@@ -2,7 +2,7 @@
 noise-injection and FMRefiner baselines.
 
 Every refiner is a :class:`Refiner`: a velocity network with ``refine`` (the refiner ODE, honest NFE), ``save`` and
-``load``, and a ``training_loss`` for :class:`~bfr_fast.train.trainer.Trainer`. The base generator enters only
+``load``, and a ``training_loss`` for :class:`~bfr_fast.engine.trainer.Trainer`. The base generator enters only
 through :class:`FrozenGenerator`, when training data is made (:func:`build_pool`, :func:`build_inversion_cache`)
 and when the LFR decodes its latents.
 """

@@ -11,7 +11,7 @@ import torch
 
 from bfr_fast.metrics.image import PRECISION_RECALL_K
 from bfr_fast.metrics.inception import InceptionExtractor
-from bfr_fast.train.trainer import PRECISIONS
+from bfr_fast.engine.trainer import PRECISIONS
 
 PATH_OPTIONS = ("out", "data_root", "inception", "cache_dir", "topology")
 

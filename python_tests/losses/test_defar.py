@@ -18,7 +18,7 @@ from bfr_fast.losses import (
 )
 from bfr_fast.ops.reference import frequency_filter_reference
 from bfr_fast.paths import GVPInterpolant, LinearPath, VPInterpolant
-from bfr_fast.train.trainer import TrainConfig, Trainer
+from bfr_fast.engine.trainer import TrainConfig, Trainer
 
 B = 4
 

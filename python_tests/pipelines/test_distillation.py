@@ -13,8 +13,8 @@ from bfr_fast.pipelines import refinement
 from bfr_fast.pipelines.refinement import Distillation, distill_refiners
 from bfr_fast.pipelines.workspace import Workspace
 from bfr_fast.refiners import DataFlowRefiner, FrozenGenerator, LatentFlowRefiner
-from bfr_fast.train.run_folder import RunFolder
-from bfr_fast.train.trainer import TrainConfig
+from bfr_fast.engine.run_folder import RunFolder
+from bfr_fast.engine.trainer import TrainConfig
 
 TEACHER_STEPS = 4
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from bfr_fast.data import InfiniteLoader
-from bfr_fast.train.trainer import TrainConfig, Trainer
+from bfr_fast.engine.trainer import TrainConfig, Trainer
 
 
 class StraightAffineFlow(nn.Module):

@@ -20,8 +20,8 @@ import bfr_fast
 from bfr_fast.checkpoint import load
 from bfr_fast.ops import fused_available
 from bfr_fast.train.cli import build_parser, main
-from bfr_fast.train.run_folder import RunFolder
-from bfr_fast.train.trainer import Trainer
+from bfr_fast.engine.run_folder import RunFolder
+from bfr_fast.engine.trainer import Trainer
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ from typing import Any
 import torch
 
 from bfr_fast.pipelines.workspace import Workspace
-from bfr_fast.train.distributed import DistributedContext
+from bfr_fast.engine.distributed import DistributedContext
 from bfr_fast.train.options import RunOptions
-from bfr_fast.train.run_folder import RunFolder
+from bfr_fast.engine.run_folder import RunFolder
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from bfr_fast.data import load_dataset, InfiniteLoader
 from bfr_fast.pipelines.presets import image_preset
 from bfr_fast.losses import FlowMatchingLoss
 from bfr_fast.pipelines.training import train_config
-from bfr_fast.train.trainer import Trainer
+from bfr_fast.engine.trainer import Trainer
 torch.manual_seed(0)
 data = load_dataset("digits")
 p = image_preset(data.image_shape)

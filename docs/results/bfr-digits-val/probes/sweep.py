@@ -27,12 +27,12 @@ import torch
 
 from bfr_fast.data.augment import RefinerAugmentation
 from bfr_fast.refiners import DataFlowRefiner, Refiner
-from bfr_fast.train import distributed
+from bfr_fast.engine import distributed
 from bfr_fast.train.options import RunOptions
 from bfr_fast.train.recipes import bfr
 from bfr_fast.train.recipes.base import RunContext
 from bfr_fast.train.recipes.common import build_extractor, evaluate_row
-from bfr_fast.train.run_folder import RunFolder
+from bfr_fast.engine.run_folder import RunFolder
 from bfr_fast.train.sampling import balanced_labels, source_noise
 
 run, out, stage = Path(sys.argv[1]), sys.argv[2], sys.argv[3]

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 import torch
 from bfr_fast.train.options import RunOptions
-from bfr_fast.train.run_folder import RunFolder
-from bfr_fast.train import distributed
+from bfr_fast.engine.run_folder import RunFolder
+from bfr_fast.engine import distributed
 from bfr_fast.train.recipes.base import RunContext
 from bfr_fast.train.recipes import bfr
 from bfr_fast.train.recipes.common import build_extractor, evaluate_row

@@ -18,15 +18,15 @@ import time
 from pathlib import Path
 import torch
 from bfr_fast.train.options import RunOptions
-from bfr_fast.train.run_folder import RunFolder
-from bfr_fast.train import distributed
+from bfr_fast.engine.run_folder import RunFolder
+from bfr_fast.engine import distributed
 from bfr_fast.train.recipes.base import RunContext
 from bfr_fast.train.recipes import bfr
 from bfr_fast.train.recipes.common import build_extractor, ema_decay, evaluate_row
 from bfr_fast.refiners import Refiner
 from bfr_fast.losses import FlowMatchingLoss
 from bfr_fast.data import InfiniteLoader
-from bfr_fast.train.trainer import Trainer, TrainConfig
+from bfr_fast.engine.trainer import Trainer, TrainConfig
 from bfr_fast.train.sampling import balanced_labels, source_noise
 
 run, steps, pairs_per_class, log_path = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]

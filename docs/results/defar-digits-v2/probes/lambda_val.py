@@ -17,13 +17,13 @@ from pathlib import Path
 import torch
 
 from bfr_fast.losses import DEFARLoss
-from bfr_fast.train import distributed
+from bfr_fast.engine import distributed
 from bfr_fast.train.options import RunOptions
 from bfr_fast.train.recipes.base import RunContext
 from bfr_fast.train.recipes.common import load_data
 from bfr_fast.train.recipes.defar import COUPLING, defar_budget, variants
 from bfr_fast.train.recipes.loss_comparison import ComparisonSetup, LossVariant, run_variants
-from bfr_fast.train.run_folder import RunFolder
+from bfr_fast.engine.run_folder import RunFolder
 
 out = Path(sys.argv[1])
 out.mkdir(parents=True, exist_ok=True)

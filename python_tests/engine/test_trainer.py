@@ -8,7 +8,7 @@ from torch import nn
 
 from bfr_fast.checkpoint import load
 from bfr_fast.data import InfiniteLoader
-from bfr_fast.train.trainer import TrainConfig, Trainer
+from bfr_fast.engine.trainer import TrainConfig, Trainer
 
 
 def regression_setup(seed: int = 0, batch_size: int = 8):

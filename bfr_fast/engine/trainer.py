@@ -19,8 +19,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from bfr_fast.checkpoint import atomic_save, load
+from bfr_fast.engine.distributed import DistributedContext
 from bfr_fast.progress import progress_bar
-from bfr_fast.train.distributed import DistributedContext
 
 log = logging.getLogger("bfr_fast")
 

@@ -9,7 +9,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from bfr_fast.train.run_folder import RunFolder
+from bfr_fast.engine.run_folder import RunFolder
 
 
 def test_a_claim_that_ends_leaves_no_lock(tmp_path):

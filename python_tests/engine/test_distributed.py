@@ -19,8 +19,8 @@ import torch.distributed as dist
 from torch import nn
 
 from bfr_fast.data import InfiniteLoader
-from bfr_fast.train.distributed import setup, teardown
-from bfr_fast.train.trainer import TrainConfig, Trainer
+from bfr_fast.engine.distributed import setup, teardown
+from bfr_fast.engine.trainer import TrainConfig, Trainer
 
 out_dir = Path(sys.argv[1])
 torch.set_num_threads(1)
