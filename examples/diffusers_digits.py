@@ -11,10 +11,9 @@ Run from the repository root: ``python examples/diffusers_digits.py --out runs/e
 from __future__ import annotations
 
 import torch
+from _common import digits_batches, parser, refine
 from diffusers import DDPMScheduler, UNet2DModel
 from diffusers.training_utils import EMAModel
-
-from _common import digits_batches, parser, refine
 
 
 def main() -> int:

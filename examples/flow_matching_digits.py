@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 
 import torch
+from _common import digits_batches, parser, refine
 from flow_matching.path import AffineProbPath
 from flow_matching.path.scheduler import CondOTScheduler
 from flow_matching_net import VelocityNet
-
-from _common import digits_batches, parser, refine
 
 NETWORK = {"channels": 1, "width": 32, "num_classes": 10}
 

@@ -12,10 +12,9 @@ import copy
 import json
 
 import torch
+from _common import digits_batches, parser, refine
 from torchcfm.conditional_flow_matching import ExactOptimalTransportConditionalFlowMatcher
 from torchcfm.models.unet.unet import UNetModelWrapper
-
-from _common import digits_batches, parser, refine
 
 NETWORK = {"dim": [1, 8, 8], "num_channels": 32, "num_res_blocks": 1, "channel_mult": [1, 2],
            "class_cond": True, "num_classes": 10, "attention_resolutions": "16"}

@@ -119,7 +119,7 @@ def load_image_folder(root: str | Path, image_size: int | None = None, *, channe
 
     pixels = [_read(path, mode, image_size) for path in files]
     first = pixels[0].shape
-    for path, array in zip(files, pixels):
+    for path, array in zip(files, pixels, strict=True):
         if array.shape != first:
             raise ValueError(f"{path}: size {array.shape[1]}x{array.shape[0]} differs from {files[0]}'s "
                              f"{first[1]}x{first[0]}; pass image_size to resize every image to one square size")

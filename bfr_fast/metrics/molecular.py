@@ -28,8 +28,14 @@ import numpy as np
 import torch
 
 from bfr_fast.checks import positive_float
-from bfr_fast.data.molecules import DEFAULT_FORCEFIELD, backbone_dihedrals, basin_populations, create_system
-from bfr_fast.data.molecules import heavy_atom_indices, openmm_topology
+from bfr_fast.data.molecules import (
+    DEFAULT_FORCEFIELD,
+    backbone_dihedrals,
+    basin_populations,
+    create_system,
+    heavy_atom_indices,
+    openmm_topology,
+)
 from bfr_fast.ops import rmsd_min
 
 __all__ = ["ANGSTROMS_PER_NM", "CONSTRAINT_TOLERANCE", "apply_constraints", "coverage_amr", "coverage_curve",

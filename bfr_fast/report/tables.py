@@ -49,7 +49,7 @@ def summarize(
     """
     table = []
     for key, members in group_rows(rows, keys).items():
-        out: dict[str, Any] = dict(zip(keys, key))
+        out: dict[str, Any] = dict(zip(keys, key, strict=True))
         out[count] = len(members)
         for metric in metrics:
             values = [float(m[metric]) for m in members if m.get(metric) is not None]

@@ -51,7 +51,7 @@ class _StepPlan:
             if fused:
                 vectors = [[None] * len(ms) for ms in multipliers]
                 coefficients = [
-                    [([m * h for m in ms], v) for ms, v in zip(multipliers, vectors)] for h in steps.tolist()
+                    [([m * h for m in ms], v) for ms, v in zip(multipliers, vectors, strict=True)] for h in steps.tolist()
                 ]
             else:
                 coefficients = [[[m * h for m in ms] for ms in multipliers] for h in steps.tolist()]
@@ -62,7 +62,8 @@ class _StepPlan:
             if fused:
                 ones = [[1.0] * len(ms) for ms in multipliers]
                 coefficients = [
-                    [(o, [scaled[m][i] for m in ms]) for ms, o in zip(multipliers, ones)] for i in range(self.num_steps)
+                    [(o, [scaled[m][i] for m in ms]) for ms, o in zip(multipliers, ones, strict=True)]
+                    for i in range(self.num_steps)
                 ]
             else:
                 coefficients = [[[scaled[m][i] for m in ms] for ms in multipliers] for i in range(self.num_steps)]

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bfr_fast.engine.run_folder import RunFolder
 from bfr_fast.train.options import COORDINATES, ENERGY_CONSTRAINTS, PRECISIONS, RunOptions, json_value
 from bfr_fast.train.recipes import DEFAULT_RECIPE, RECIPES, RunContext
-from bfr_fast.engine.run_folder import RunFolder
 from bfr_fast.train.runner import execute, guarded_main, refuse_changed_options
 
 

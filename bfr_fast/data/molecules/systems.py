@@ -11,8 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bfr_fast.data.molecules.dataset import DEFAULT_SPLIT_BLOCKS, DEFAULT_TEST_FRACTION, MoleculeDataset
-from bfr_fast.data.molecules.dataset import molecule_dataset
+from bfr_fast.data.molecules.dataset import (
+    DEFAULT_SPLIT_BLOCKS,
+    DEFAULT_TEST_FRACTION,
+    MoleculeDataset,
+    molecule_dataset,
+)
 from bfr_fast.data.molecules.forcefield import DEFAULT_FORCEFIELD
 from bfr_fast.data.molecules.reference_md import generate_reference_md, load_reference_md
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import torch
 
-from bfr_fast.pipelines.workspace import Workspace
 from bfr_fast.engine.distributed import DistributedContext
-from bfr_fast.train.options import RunOptions
 from bfr_fast.engine.run_folder import RunFolder
+from bfr_fast.pipelines.workspace import Workspace
+from bfr_fast.train.options import RunOptions
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from bfr_fast.models import UNet
-from bfr_fast.refiners import FMRefiner, LatentFlowRefiner, NoiseInjectionRefiner, Refiner
-from bfr_fast.report import markdown_table
 from bfr_fast.pipelines.refinement import (
     evaluate_refiners,
     inversion_cache,
@@ -21,6 +19,8 @@ from bfr_fast.pipelines.refinement import (
     table_columns,
     train_refiner,
 )
+from bfr_fast.refiners import FMRefiner, LatentFlowRefiner, NoiseInjectionRefiner, Refiner
+from bfr_fast.report import markdown_table
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
 from bfr_fast.train.recipes.bfr_setup import READS, prepare
 

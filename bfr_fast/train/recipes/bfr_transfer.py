@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bfr_fast.report import markdown_table
 from bfr_fast.pipelines.presets import image_preset
 from bfr_fast.pipelines.refinement import (
     evaluate_refiners,
@@ -23,6 +22,7 @@ from bfr_fast.pipelines.refinement import (
 )
 from bfr_fast.pipelines.sampling import SamplerSpec
 from bfr_fast.pipelines.training import train_base_flow
+from bfr_fast.report import markdown_table
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
 from bfr_fast.train.recipes.bfr_setup import READS, prepare
 from bfr_fast.train.recipes.common import batch_size, optimisation

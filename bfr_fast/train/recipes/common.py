@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bfr_fast.data import ImageDataset, load_dataset
+from bfr_fast.engine.trainer import TrainConfig
 from bfr_fast.pipelines.comparison import ComparisonBudget
 from bfr_fast.pipelines.evaluation import Scorer, build_extractor
 from bfr_fast.pipelines.training import train_config
 from bfr_fast.train.options import default_cache_dir
 from bfr_fast.train.recipes.base import RunContext
-from bfr_fast.engine.trainer import TrainConfig
 
 
 def load_data(ctx: RunContext, default: str = "digits") -> ImageDataset:

@@ -36,10 +36,6 @@ from typing import Any
 from bfr_fast.losses import DEFARLoss, FlowMatchingLoss
 from bfr_fast.metrics import metric_label
 from bfr_fast.paths import GVPInterpolant, Interpolant, LinearPath, VPInterpolant
-from bfr_fast.report import markdown_table
-from bfr_fast.pipelines.refinement import METRICS
-from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
-from bfr_fast.train.recipes.common import comparison_budget, load_data, scorer, select
 from bfr_fast.pipelines.comparison import (
     COUPLING,
     ComparisonBudget,
@@ -49,6 +45,10 @@ from bfr_fast.pipelines.comparison import (
     run_variants,
 )
 from bfr_fast.pipelines.presets import image_preset
+from bfr_fast.pipelines.refinement import METRICS
+from bfr_fast.report import markdown_table
+from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
+from bfr_fast.train.recipes.common import comparison_budget, load_data, scorer, select
 
 TABLE_NFE = 10  # Euler NFE of the tables that do not vary the sampler
 NFE_SWEEP = (5, 10, 20, 50)

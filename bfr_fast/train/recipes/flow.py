@@ -8,12 +8,12 @@ real training images scored the same way shows the floor that the metric reaches
 from __future__ import annotations
 
 from bfr_fast.metrics import metric_label
-from bfr_fast.report import markdown_table
-from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
 from bfr_fast.pipelines.evaluation import evaluate_row
 from bfr_fast.pipelines.presets import image_preset
 from bfr_fast.pipelines.sampling import SamplerSpec, balanced_labels, source_noise
 from bfr_fast.pipelines.training import train_base_flow
+from bfr_fast.report import markdown_table
+from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
 from bfr_fast.train.recipes.common import batch_size, load_data, optimisation, scorer, steps
 
 SAMPLERS = (SamplerSpec("euler", 4), SamplerSpec("euler", 10), SamplerSpec("euler", 50), SamplerSpec("heun", 5))
