@@ -24,6 +24,18 @@ COORDINATES = ("cartesian", "internal")
 frames, or standardised internal coordinates (bond lengths, angles, torsions of a Z-matrix)."""
 
 
+def check_num_samples(num_samples: int | None) -> None:
+    """Refuses ``--num-samples`` (None: the default) too small to score a row, before any training.
+
+    Raises:
+        ValueError: Fewer than ``PRECISION_RECALL_K + 1`` samples: precision and recall compare each sample with
+            its k nearest neighbours in its own set.
+    """
+    if num_samples is not None and num_samples <= PRECISION_RECALL_K:
+        raise ValueError(f"--num-samples must be at least {PRECISION_RECALL_K + 1} (precision and recall need "
+                         f"more samples than their k = {PRECISION_RECALL_K}), got {num_samples}")
+
+
 def default_cache_dir() -> Path:
     """Where trained feature extractors are cached: ``$BFR_FAST_CACHE`` or ``~/.cache/bfr_fast``."""
     return Path(os.environ.get("BFR_FAST_CACHE", Path.home() / ".cache" / "bfr_fast"))
@@ -85,9 +97,7 @@ class RunOptions:
             raise ValueError(f"--lr must be positive, got {self.lr}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.num_samples is not None and self.num_samples <= PRECISION_RECALL_K:
-            raise ValueError(f"--num-samples must be at least {PRECISION_RECALL_K + 1} (precision and recall need "
-                             f"more samples than their k = {PRECISION_RECALL_K}), got {self.num_samples}")
+        check_num_samples(self.num_samples)
         if self.inception is not None:
             try:  # loaded now, not after training: a wrong file is found before step 1
                 InceptionExtractor(self.inception)
