@@ -8,9 +8,12 @@ LFR, when the refined latent is decoded.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
 from bfr_fast.checks import positive_int
 from bfr_fast.progress import progress_bar
@@ -30,12 +33,14 @@ class FrozenGenerator:
         method: ``"euler"``, ``"midpoint"``, ``"heun"`` or ``"rk4"``.
         num_steps: Steps over [0, 1].
         batch_size: Samples per solver call (memory bound only: results do not depend on it).
+        name: What errors call it (``"--generator pkg.module:make"`` from the CLIs).
 
     Raises:
         ValueError: Unknown ``method``, or a non-positive ``num_steps`` or ``batch_size``.
     """
 
-    def __init__(self, model: VelocityModel, method: str = "euler", num_steps: int = 20, batch_size: int = 500) -> None:
+    def __init__(self, model: VelocityModel, method: str = "euler", num_steps: int = 20, batch_size: int = 500,
+                 name: str = "the generator") -> None:
         positive_int("num_steps", num_steps)
         positive_int("batch_size", batch_size)
         self.solver = ODESolver(model, method=method)
@@ -43,11 +48,43 @@ class FrozenGenerator:
         self.method = method
         self.num_steps = num_steps
         self.batch_size = batch_size
+        self.name = name
 
     @property
     def nfe(self) -> int:
         """Base-model calls per sample for one :meth:`sample` (or :meth:`invert`): steps × stages."""
         return self.num_steps * TABLEAUX[self.method].num_stages
+
+    def fingerprint(self) -> str:
+        """A SHA-256 digest of what the samples depend on: the sampler, the model's weights and buffers, and the
+        source code of its modules' classes (of the model itself, when it is a plain function).
+
+        Caches made from the generator store it, so that a resumed run can tell that its weights or code changed
+        since. It is the same on every device.
+        """
+        digest = hashlib.sha256(f"{self.method} {self.num_steps}".encode())
+        if not isinstance(self.model, nn.Module):
+            digest.update(_source_of(self.model))
+            return digest.hexdigest()
+        for cls in sorted({type(m) for m in self.model.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
+            digest.update(_source_of(cls))
+        for key, value in self.model.state_dict().items():
+            tensor = value.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{key} {tensor.dtype} {tuple(value.shape)}".encode())
+            digest.update(tensor.view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
+
+    def require_finite(self, values: torch.Tensor, what: str) -> torch.Tensor:
+        """Returns ``values`` (computed with this generator) if every one is finite.
+
+        Raises:
+            ValueError: Naming the generator and how many rows of ``what`` hold NaN or infinite values.
+        """
+        bad = int((~torch.isfinite(values.flatten(1))).any(dim=1).sum())
+        if bad:
+            raise ValueError(f"{self.name} gave NaN or infinite values in {bad} of {values.shape[0]} {what}; fix "
+                             "the network or its options so that it returns finite velocities")
+        return values
 
     def sample(
         self, noise: torch.Tensor, y: torch.Tensor | None = None, progress: bool = False
@@ -86,3 +123,12 @@ class FrozenGenerator:
             out, nfe = integrate(chunk, num_steps=self.num_steps, return_nfe=True, **extras)
             outputs.append(out)
         return torch.cat(outputs), nfe
+
+
+def _source_of(obj: object) -> bytes:
+    """The source code of a class or function, or its qualified name where none is found (built in, made at run
+    time)."""
+    try:
+        return inspect.getsource(obj).encode()  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', type(obj).__qualname__)}".encode()
