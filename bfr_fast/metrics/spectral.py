@@ -50,7 +50,8 @@ __all__ = [
     "pfr",
 ]
 
-CURVE_NAMES: tuple[str, ...] = ("pfr_velocity", "pfr_exposure_bias", "fel_plain", "fel_reweighted")
+CURVE_NAMES: tuple[str, ...] = ("pfr_velocity", "pfr_target", "pfr_exposure_bias", "fel_plain", "fel_reweighted",
+                                "fel_reweighted_as_trained")
 """The curves :func:`bfr_fast.pipelines.spectra.spectral_curves` returns, each an array against ``"t"``."""
 
 PFR_RTOL = 1e-10

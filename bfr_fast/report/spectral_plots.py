@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +16,13 @@ import numpy as np
 from bfr_fast.checkpoint import atomic_write
 from bfr_fast.metrics.spectral import CURVE_NAMES
 
-__all__ = ["plot_spectral_curves", "write_spectral_curves"]
+__all__ = ["plot_exposure_bias_maps", "plot_spectral_curves", "write_spectral_curves"]
 
 _PANELS = (
-    ("PFR", (("pfr_velocity", "predicted velocity"), ("pfr_exposure_bias", "exposure bias"))),
-    ("FEL", (("fel_plain", "plain loss"), ("fel_reweighted", "FC-reweighted loss"))),
+    ("PFR", (("pfr_velocity", "predicted velocity v"), ("pfr_target", "target u"),
+             ("pfr_exposure_bias", "exposure bias δ"))),
+    ("FEL", (("fel_plain", "plain loss"), ("fel_reweighted", "FC-reweighted, δ at t (single time)"),
+             ("fel_reweighted_as_trained", "FC-reweighted, δ at t_e ~ U(t, 1) (as trained)"))),
 )
 
 
@@ -73,8 +75,56 @@ def plot_spectral_curves(curves: Mapping[str, object], path: str | Path) -> Path
         axes.legend(fontsize="small")
     settings = curves.get("settings")
     if isinstance(settings, Mapping):
-        figure.suptitle(f"cutoff {settings.get('cutoff')}, {settings.get('num_samples')} samples", fontsize="medium")
+        figure.suptitle(f"cutoff {settings.get('cutoff')} of Nyquist, {settings.get('num_samples')} samples",
+                        fontsize="medium")
     return atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=120, bbox_inches="tight"))
+
+
+def plot_exposure_bias_maps(
+    images: np.ndarray, references: np.ndarray, maps: np.ndarray, times: Sequence[float], path: str | Path,
+    title: str = "",
+) -> Path:
+    """A grid with one row per image: the image, a reference map beside it (e.g. its distance to its class mean),
+    and its :math:`|\\delta|` map at each time (DEFAR's Fig. 3c). Every map is scaled to its own maximum, so the
+    panels show where the bias lies, not how large it is.
+
+    Args:
+        images: ``(B, H, W)`` images in [-1, 1].
+        references: ``(B, H, W)`` non-negative maps shown after the images.
+        maps: ``(B, T, H, W)`` non-negative maps, one per time.
+        times: The T times, for the column titles.
+        path: The PNG file to write.
+        title: Figure title (say which maps these are).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: On shapes that do not match.
+    """
+    from matplotlib.figure import Figure
+
+    images, references, maps = (np.asarray(a, dtype=np.float64) for a in (images, references, maps))
+    b, h, w = images.shape
+    if references.shape != (b, h, w) or maps.shape != (b, len(times), h, w):
+        raise ValueError(f"shapes: images {images.shape}, references {references.shape} (same), maps {maps.shape} "
+                         f"(expected {(b, len(times), h, w)})")
+    columns = 2 + len(times)
+    figure = Figure(figsize=(1.3 * columns, 1.3 * b + 0.6))
+    heads = ["image", "|x₁ − class mean|", *(f"|δ|, t = {t:.2f}" for t in times)]
+    for row in range(b):
+        panels = [(images[row], "gray", -1.0, 1.0), (references[row], "magma", 0.0, None),
+                  *((maps[row, k], "magma", 0.0, None) for k in range(len(times)))]
+        for col, (field, cmap, low, high) in enumerate(panels):
+            axes = figure.add_subplot(b, columns, row * columns + col + 1)
+            axes.imshow(field, cmap=cmap, vmin=low, vmax=high if high is not None else max(field.max(), 1e-12))
+            axes.set_xticks([])
+            axes.set_yticks([])
+            if row == 0:
+                axes.set_title(heads[col], fontsize="x-small")
+    if title:
+        figure.suptitle(title, fontsize="small")
+    return atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=110, bbox_inches="tight"))
 
 
 def _jsonable(value: object) -> object:

@@ -11,7 +11,7 @@ from torch import nn
 
 from bfr_fast.losses import DEFARLoss
 from bfr_fast.metrics import CURVE_NAMES, fc_weight_map, fel, fel_region_masks, pfr
-from bfr_fast.pipelines.spectra import spectral_curves
+from bfr_fast.pipelines.spectra import exposure_bias_maps, spectral_curves
 from bfr_fast.ops import fc_weighted_mse
 from bfr_fast.ops.reference import radial_frequency_radius
 
@@ -171,7 +171,7 @@ class TimeOnlyVelocity(nn.Module):
 def test_spectral_curves_on_a_tiny_model(digits_data):
     x1, y = digits_data.train_x[:6], digits_data.train_y[:6]
     model = TinyVelocity().train()
-    curves = spectral_curves(model, x1, y, batch_size=64)
+    curves = spectral_curves(model, x1, y, batch_size=64)[0.5]
     assert model.training  # mode restored
     t = curves["t"]
     assert t.shape == (50,) and (t > 0).all() and (t < 1).all()
@@ -183,18 +183,35 @@ def test_spectral_curves_on_a_tiny_model(digits_data):
     assert not np.allclose(curves["fel_plain"], curves["fel_reweighted"])
 
     # Chunking only regroups rows: another batch size gives the same pooled curves.
-    again = spectral_curves(model, x1, y, batch_size=7)
+    again = spectral_curves(model, x1, y, batch_size=7)[0.5]
     for name in CURVE_NAMES:
         np.testing.assert_allclose(again[name], curves[name], rtol=1e-5)
 
 
 def test_spectral_curves_reweighting_and_exposure_bias_limits(digits_data):
     x1 = digits_data.train_x[:4]
-    plain_weight = spectral_curves(TinyVelocity(), x1, loss=DEFARLoss(gamma=0.0), num_t=5)
-    np.testing.assert_allclose(plain_weight["fel_reweighted"], plain_weight["fel_plain"], rtol=1e-6)
-    blind = spectral_curves(TimeOnlyVelocity(), x1, num_t=5)
+    plain_weight = spectral_curves(TinyVelocity(), x1, loss=DEFARLoss(gamma=0.0), num_t=5)[0.5]
+    for name in ("fel_reweighted", "fel_reweighted_as_trained"):
+        np.testing.assert_allclose(plain_weight[name], plain_weight["fel_plain"], rtol=1e-6)
+    blind = spectral_curves(TimeOnlyVelocity(), x1, num_t=5)[0.5]
     assert np.isnan(blind["pfr_exposure_bias"]).all()  # delta == 0: 0/0 by the policy
     assert np.isfinite(blind["pfr_velocity"]).all()
+    # delta == 0 at every t_e too: a weight of 1, the plain loss.
+    np.testing.assert_allclose(blind["fel_reweighted_as_trained"], blind["fel_plain"], rtol=1e-6)
+
+
+def test_spectral_curves_of_several_cutoffs_equal_one_call_per_cutoff(digits_data):
+    x1, y = digits_data.train_x[:5], digits_data.train_y[:5]
+    both = spectral_curves(TinyVelocity(), x1, y, num_t=4, cutoffs=(0.5, 0.25))
+    assert list(both) == [0.5, 0.25]
+    for cutoff in (0.5, 0.25):
+        alone = spectral_curves(TinyVelocity(), x1, y, num_t=4, cutoffs=(cutoff,))[cutoff]
+        assert both[cutoff]["settings"] == alone["settings"] and alone["settings"]["cutoff"] == cutoff
+        for name in CURVE_NAMES:
+            np.testing.assert_allclose(both[cutoff][name], alone[name], rtol=1e-6)
+    assert not np.allclose(both[0.5]["pfr_target"], both[0.25]["pfr_target"])
+    with pytest.raises(ValueError, match="cutoffs"):
+        spectral_curves(TinyVelocity(), x1, y, cutoffs=(0.5, 0.5))
 
 
 def _bands(x: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
@@ -205,15 +222,36 @@ def _bands(x: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
     return np.real(np.fft.ifft2(spectrum * keep)), np.real(np.fft.ifft2(spectrum * ~keep))
 
 
+def _fc_weight(bias: np.ndarray, gamma: float, eps: float) -> np.ndarray:
+    s = np.abs(bias).sum(axis=1)
+    return 1 + gamma * s / (s.mean(axis=(1, 2), keepdims=True) + eps)
+
+
+def _as_trained_weight(model, noise, x1, y, t, lift, gamma, eps, planted_bug=False) -> np.ndarray:
+    """The FC weight as DEFARLoss applies it to the loss at t_s = t: delta at t_e = t + (1 - t) lift after one Euler
+    step from x_t, written out per sample. ``planted_bug`` takes the velocity on the path at t_s instead of t_e
+    for delta's second half, a mix-up of the two times that the test must catch."""
+    t_s = torch.full((x1.shape[0],), float(t))
+    t_e = t_s + (1 - t_s) * lift
+    x_s = (1 - t) * noise + t * x1
+    v_s = model(x_s, t_s, y)
+    column = t_e[:, None, None, None]
+    x_hat = x_s + (column - t) * v_s
+    on_path = v_s if planted_bug else model((1 - column) * noise + column * x1, t_e, y)
+    return _fc_weight((model(x_hat, t_e, y) - on_path).double().numpy(), gamma, eps)
+
+
 def test_spectral_curve_points_equal_an_independent_computation(digits_data):
-    # Every point of the four curves, rebuilt from the definitions (docs/design.md §5.8, the spectral_curves docstring) with
-    # numpy FFTs and brute-force masks, the model called directly; pooled over the batch as ratios of sums.
+    # Every point of the six curves, rebuilt from the definitions (docs/design.md §5, the spectral_curves docstring)
+    # with numpy FFTs and brute-force masks, the model called directly; pooled over the batch as ratios of sums.
     x1, y = digits_data.train_x[:5], digits_data.train_y[:5]
     model, num_t, seed = TinyVelocity(), 4, 3
     loss = DEFARLoss(coupling="independent", gamma=1.5)
-    curves = spectral_curves(model, x1, y, loss=loss, num_t=num_t, cutoff=0.5, fel_cutoff_low=0.3,
-                             fel_cutoff_high=0.6, seed=seed)
-    noise = torch.randn(x1.shape, generator=torch.Generator().manual_seed(seed))
+    curves = spectral_curves(model, x1, y, loss=loss, num_t=num_t, cutoffs=(0.5,), fel_cutoff_low=0.3,
+                             fel_cutoff_high=0.6, seed=seed)[0.5]
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(x1.shape, generator=generator)
+    lift = torch.rand(num_t, 5, generator=generator)  # t_e's uniforms, drawn after the sources
     np.testing.assert_allclose(curves["t"], [0.125, 0.375, 0.625, 0.875])
     step = 1 / num_t
 
@@ -224,6 +262,7 @@ def test_spectral_curve_points_equal_an_independent_computation(digits_data):
         low, high = _bands(field, 0.5)
         return np.square(low).sum() / np.square(high).sum()
 
+    bugged = []
     with torch.no_grad():
         for i, t in enumerate(curves["t"]):
             x_t = (1 - t) * noise + t * x1
@@ -237,16 +276,39 @@ def test_spectral_curve_points_equal_an_independent_computation(digits_data):
             error = ((v - u) ** 2).sum(axis=1)
             m_low = _brute_force_masks(u, 0.3, "low", 0.8)
             m_high = _brute_force_masks(u, 0.6, "high", 0.75)
-            s = np.abs(bias).sum(axis=1)
-            weight = 1 + 1.5 * s / (s.mean(axis=(1, 2), keepdims=True) + loss.eps)
+            weight = _fc_weight(bias, 1.5, loss.eps)
+            trained = _as_trained_weight(model, noise, x1, y, t, lift[i], 1.5, loss.eps)
             expected = {
                 "pfr_velocity": pooled_pfr(v),
+                "pfr_target": pooled_pfr(u),
                 "pfr_exposure_bias": pooled_pfr(bias),
                 "fel_plain": (error * m_low).sum() / (error * m_high).sum(),
                 "fel_reweighted": (weight * error * m_low).sum() / (weight * error * m_high).sum(),
+                "fel_reweighted_as_trained": (trained * error * m_low).sum() / (trained * error * m_high).sum(),
             }
             for name, value in expected.items():
                 assert curves[name][i] == pytest.approx(value, rel=1e-4), (name, t)
+            wrong = _as_trained_weight(model, noise, x1, y, t, lift[i], 1.5, loss.eps, planted_bug=True)
+            bugged.append((wrong * error * m_low).sum() / (wrong * error * m_high).sum())
+    # The planted bug moves the as-trained curve far beyond the tolerance above: the comparison has the power to
+    # catch it.
+    assert np.abs(np.array(bugged) / curves["fel_reweighted_as_trained"] - 1).max() > 1e-2
+
+
+def test_exposure_bias_maps_are_the_single_time_bias_in_the_images_order(digits_data):
+    x1, y = digits_data.train_x[:6], digits_data.train_y[:6]
+    model, loss = TinyVelocity(), DEFARLoss(coupling="independent")
+    maps = exposure_bias_maps(model, x1, y, (0.3, 0.9), loss=loss, step=0.1, batch_size=4, seed=2)
+    assert maps.shape == (6, 2, 8, 8)
+    noise = torch.randn(x1.shape, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        for k, t in enumerate((0.3, 0.9)):
+            at = torch.full((6,), t)
+            x_s = (1 - (t - 0.1)) * noise + (t - 0.1) * x1
+            x_hat = x_s + 0.1 * model(x_s, at - 0.1, y)
+            bias = model(x_hat, at, y) - model((1 - t) * noise + t * x1, at, y)
+            torch.testing.assert_close(maps[:, k], bias.abs().sum(1), rtol=1e-5, atol=1e-6)
+    assert torch.equal(exposure_bias_maps(TimeOnlyVelocity(), x1[:, :, :8, :8], None, (0.5,)), torch.zeros(6, 1, 8, 8))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(),
@@ -258,6 +320,6 @@ def test_cuda_matches_cpu(digits_data):
     torch.testing.assert_close(fel(pred.cuda(), target.cuda(), 0.3, 0.6).cpu(), fel(pred, target, 0.3, 0.6),
                                rtol=1e-4, atol=0)
     x1, y = digits_data.train_x[:4].cuda(), digits_data.train_y[:4].cuda()
-    curves = spectral_curves(TinyVelocity().cuda(), x1, y, num_t=5)
+    curves = spectral_curves(TinyVelocity().cuda(), x1, y, num_t=5)[0.5]
     for name in CURVE_NAMES:
         assert curves[name].shape == (5,) and np.isfinite(curves[name]).all(), name

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from bfr_fast.report import plot_spectral_curves, write_spectral_curves
+from bfr_fast.report import plot_exposure_bias_maps, plot_spectral_curves, write_spectral_curves
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -17,9 +17,11 @@ def _curves() -> dict[str, object]:
     return {
         "t": t,
         "pfr_velocity": 10 ** (1 + 2 * t),
+        "pfr_target": np.full(50, 1.3),
         "pfr_exposure_bias": np.r_[np.inf, 5 - 4 * t[1:]],
         "fel_plain": np.r_[1.2 - 0.3 * t[:-1], np.nan],
         "fel_reweighted": 1.0 - 0.4 * t,
+        "fel_reweighted_as_trained": 1.1 + 0.1 * t,
         "settings": {"cutoff": 0.5, "num_samples": 6, "weight_source": "exposure_bias"},
     }
 
@@ -50,3 +52,13 @@ def test_incomplete_curves_are_refused(tmp_path):
     with pytest.raises(ValueError, match="fel_plain"):
         write_spectral_curves(curves, tmp_path / "x.json")
     assert not list(tmp_path.iterdir())
+
+
+def test_exposure_bias_maps_figure(tmp_path):
+    g = np.random.default_rng(0)
+    images, references, maps = g.uniform(-1, 1, (3, 8, 8)), g.uniform(0, 1, (3, 8, 8)), g.uniform(0, 1, (3, 2, 8, 8))
+    path = plot_exposure_bias_maps(images, references, maps, (0.25, 0.5), tmp_path / "maps.png", "fm")
+    assert path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 5000
+    with pytest.raises(ValueError, match="maps"):
+        plot_exposure_bias_maps(images, references, maps, (0.25,), tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()

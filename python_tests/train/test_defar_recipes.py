@@ -14,7 +14,7 @@ from bfr_fast.checkpoint import load
 from bfr_fast.models import UNet
 from bfr_fast.paths import VPInterpolant
 from bfr_fast.train.cli import main
-from bfr_fast.pipelines.comparison import METHODS, DefarBudget, EvalSampler, defar_budget
+from bfr_fast.pipelines.comparison import METHODS, SAMPLE_ROWS, DefarBudget, EvalSampler, defar_budget
 from bfr_fast.pipelines.sampling import SamplerSpec
 from bfr_fast.train.recipes.defar import DEFAULT_METHODS, parts
 from bfr_fast.train.recipes.defar_ablation import tables
@@ -157,6 +157,24 @@ def test_defar_curve_legs_train_as_one_run_and_paper_optim_switches_the_optimise
     assert "Convergence of fm" in (out / "results.md").read_text()
 
 
+def test_defar_curve_scores_50_nfe_and_resumes_from_its_recorded_points(tmp_path, extractor_cache):
+    out = tmp_path / "curve"
+    args = _args("defar", out, extractor_cache, "--steps", "3", "--select", "curve", "--num-samples", "20")
+    assert main(args) == 0
+    curve = json.loads((out / "curve-fm.json").read_text())
+    assert curve["extra_nfes"] == [50] and curve["schedule"] == [1, 2, 3]
+    assert all(math.isfinite(p["ema_nfe50"]["fd"]) for p in curve["points"])
+    # A part stopped after scoring step 2 (its checkpoint already at step 3): --resume keeps steps 1 and 2, trains
+    # nothing more and scores step 3 again, as the uninterrupted run did.
+    partial = {**curve, "steps": [1, 2], "points": curve["points"][:2]}
+    (out / "curve-fm.json").write_text(json.dumps(partial))
+    assert main([*args, "--resume"]) == 0
+    again = json.loads((out / "metrics.json").read_text())["curve"]
+    assert again["steps"] == [1, 2, 3] and again["points"][:2] == curve["points"][:2]
+    assert again["points"][2]["ema"]["fd"] == pytest.approx(curve["points"][2]["ema"]["fd"], rel=1e-6)
+    assert "EMA 50 NFE" in (out / "results.md").read_text()
+
+
 def test_defar_budget_schedules():
     budget = DefarBudget(steps=200, seeds=3, num_samples=500, curve_steps=1000, curve_every=300, finetune_steps=50)
     assert budget.curve_schedule(None) == [300, 600, 900, 1000]  # the last point is the curve's end
@@ -182,16 +200,25 @@ def test_defar_spectra_writes_50_finite_timesteps(tmp_path, extractor_cache):
     out = tmp_path / "spectra"
     assert main(_args("defar-spectra", out, extractor_cache, "--num-samples", "16")) == 0
     for model in ("fm", "defar"):
-        curves = json.loads((out / f"spectra-{model}.json").read_text())
-        assert len(curves["t"]) == 50 and curves["settings"]["num_samples"] == 16
-        t = curves["t"]
-        assert all(0 < a < b < 1 for a, b in zip(t, t[1:]))
-        for name in ("pfr_velocity", "pfr_exposure_bias", "fel_plain", "fel_reweighted"):
-            values = curves[name]
-            assert len(values) == 50 and all(v is not None and math.isfinite(v) and v > 0 for v in values), name
-        assert (out / f"spectra-{model}.png").stat().st_size > 10_000
-    rows = json.loads((out / "metrics.json").read_text())["rows"]
-    assert len(rows) == 100 and {r["model"] for r in rows} == {"fm", "defar"}
+        for cutoff in ("0.5", "0.25"):
+            curves = json.loads((out / f"spectra-{model}-cutoff{cutoff}.json").read_text())
+            assert len(curves["t"]) == 50 and curves["settings"]["num_samples"] == 16
+            assert curves["settings"]["cutoff"] == float(cutoff) and curves["settings"]["coupling"] == "independent"
+            t = curves["t"]
+            assert all(0 < a < b < 1 for a, b in zip(t, t[1:]))
+            for name in ("pfr_velocity", "pfr_target", "pfr_exposure_bias", "fel_plain", "fel_reweighted",
+                         "fel_reweighted_as_trained"):
+                values = curves[name]
+                assert len(values) == 50 and all(v is not None and math.isfinite(v) and v > 0 for v in values), name
+            assert (out / f"spectra-{model}-cutoff{cutoff}.png").stat().st_size > 10_000
+        assert (out / f"exposure-bias-{model}.png").stat().st_size > 10_000
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = metrics["rows"]
+    assert len(rows) == 200 and {(r["model"], r["cutoff"]) for r in rows} == {
+        (m, c) for m in ("fm", "defar") for c in (0.5, 0.25)}
+    correlations = metrics["exposure_bias_correlation"]
+    assert len(correlations) == 8 and all(-1 <= r["pearson_mean"] <= 1 for r in correlations)
+    assert "as trained / plain" in (out / "results.md").read_text()
 
 
 def test_defar_spectra_resume_loads_defar_run_networks(defar_run, tmp_path, extractor_cache):
@@ -204,6 +231,10 @@ def test_defar_spectra_resume_loads_defar_run_networks(defar_run, tmp_path, extr
     assert main(_args("defar-spectra", out, extractor_cache, "--num-samples", "8", "--resume")) == 0
     assert "resumed from" in (out / "log.txt").read_text()
     assert "fm-seed0 step 1:" not in (out / "log.txt").read_text()  # loaded, not retrained
+    # One of them alone: --select.
+    alone = tmp_path / "fm-only"
+    assert main(_args("defar-spectra", alone, extractor_cache, "--num-samples", "8", "--select", "fm")) == 0
+    assert {r["model"] for r in json.loads((alone / "metrics.json").read_text())["rows"]} == {"fm"}
 
 
 def test_ablation_tables_run_and_share_their_networks(tmp_path, extractor_cache):
@@ -251,6 +282,10 @@ def test_eval_sampler_ode_is_euler_and_sde_is_finite():
     ode = EvalSampler(4).sample(model, noise, labels, seed=0)
     reference, _ = SamplerSpec("euler", 4).generator(model).sample(noise, labels)
     torch.testing.assert_close(ode, reference)
+    # More rows than a chunk (SAMPLE_ROWS): three chunks, the same samples as one whole batch.
+    many, many_labels = torch.randn(2 * SAMPLE_ROWS + 5, 1, 8, 8), torch.arange(2 * SAMPLE_ROWS + 5) % 10
+    whole, _ = SamplerSpec("euler", 4).generator(model).sample(many, many_labels)
+    torch.testing.assert_close(EvalSampler(4).sample(model, many, many_labels, seed=0), whole)
     vp = EvalSampler(5, sde=True, interpolant=VPInterpolant())
     first, second = (vp.sample(model, noise, labels, seed=s) for s in (1, 1))
     assert torch.isfinite(first).all() and torch.equal(first, second)  # seeded increments

@@ -12,11 +12,12 @@ runs ``fm`` at equal compute):
   (λ_ADR = 10, β_FC = 1, γ = 1, exposure-bias weight). Every loss uses **independent coupling**, as the paper's main
   tables (SiT), and DEFAR the corrected loss (:mod:`bfr_fast.losses.defar`'s default variant: ADR as a per-element
   mean, FC weight of mean 1, no gradient through x̂), all with 10% label dropout.
-- ``curve``: ``fm`` trained once (seed ``--seed``), its FD at :data:`CURVE_NFE` NFE measured every
-  ``curve_every`` steps up to ``curve_steps`` (:class:`DefarBudget`), for the EMA and the raw weights; written to
-  ``curve-fm.json`` and ``curve-fm.png``. It finds the budget at which FM has converged. It always trains afresh
-  (``--resume`` does not apply: each point needs the weights of its step). The EMA's decay is that of a
-  ``curve_steps`` run, so early EMA points lag behind a run of that length; the raw column does not.
+- ``curve``: ``fm`` trained once (seed ``--seed``), its FD measured every ``curve_every`` steps up to
+  ``curve_steps`` (:class:`DefarBudget`), for the EMA weights at :data:`CURVE_NFE` and :data:`CURVE_EXTRA_NFES` NFE
+  and the raw weights at :data:`CURVE_NFE`; written to ``curve-fm.json`` (after every point) and ``curve-fm.png``.
+  It finds the budget at which FM has converged. A stopped curve continues with ``--resume`` (the recorded points
+  kept, training from its checkpoint; :func:`run_curve`). The EMA's decay is that of a ``curve_steps`` run, so early
+  EMA points lag behind a run of that length; the raw column does not.
 - ``finetune``: from each seed's ``fm`` network at the comparison's steps (trained here, or shared with the methods'
   ``fm``), ``finetune_steps`` more steps with ``fm`` and with ``defar`` (:data:`FINETUNE_METHODS`), both from the
   full trainer state, so with the same batches; rows ``finetune-fm`` and ``finetune-defar``. The paper's claim is
@@ -44,6 +45,7 @@ coupling, ADR summed over elements, FC weight of mean 2, four real MDSS steps, 1
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
 import time
@@ -74,6 +76,9 @@ log = logging.getLogger("bfr_fast")
 
 NFES = (5, 10, 50)
 CURVE_NFE = 10
+"""The curve's main NFE: its EMA and raw weights are scored there."""
+CURVE_EXTRA_NFES = (50,)
+"""Further NFEs at which the curve scores the EMA weights (not the raw ones: each costs a sampling per point)."""
 DEFAULT_METHODS = ("fm", "defar")
 """What the recipe runs without ``--select`` (with ``fm_equal_compute``, which any selection of both adds): DEFAR
 against FM at equal steps and at equal compute over three seeds, the comparison that must fit in 45 minutes on a
@@ -144,51 +149,82 @@ def paired_fd_differences(rows: list[dict[str, Any]], baseline: str = "fm") -> l
     return out
 
 
+def _recorded_points(ctx: RunContext, curve: dict[str, Any]) -> list[dict[str, Any]]:
+    """The points of an earlier part of this curve (``curve-fm.json``, written after every point), on ``--resume``;
+    ``[]`` on a fresh run or when the file describes another curve (method, seed, samples, schedule)."""
+    path = ctx.folder.root / "curve-fm.json"
+    if not ctx.workspace.resume or not path.is_file():
+        return []
+    earlier = json.loads(path.read_text())
+    same = all(earlier.get(key) == curve[key] for key in ("method", "seed", "nfe", "extra_nfes", "num_samples",
+                                                           "schedule"))
+    return earlier["points"] if same else []
+
+
 def run_curve(ctx: RunContext, setup: ComparisonSetup, budget: DefarBudget) -> dict[str, Any] | None:
     """Trains ``fm`` to each step of the curve's schedule in turn (each leg continues the last one's checkpoint,
-    exactly as one uninterrupted run) and scores its EMA and raw weights at :data:`CURVE_NFE` NFE.
+    exactly as one uninterrupted run) and scores its EMA weights at :data:`CURVE_NFE` and :data:`CURVE_EXTRA_NFES`
+    NFE and its raw weights at :data:`CURVE_NFE`.
+
+    ``curve-fm.json`` is rewritten after every point, so a long curve runs in parts: stop it (Ctrl-C or SIGTERM;
+    the trainer saves its checkpoint) and run the same command with ``--resume``, which keeps the recorded points
+    and continues from the checkpoint, the same weights as one uninterrupted run.
 
     Returns:
-        ``{"method", "variant", "optimiser", "seed", "nfe", "num_samples", "steps": [...], "points": [{"step",
-        "train_seconds", "ema": metrics, "raw": metrics}]}`` on the main process; ``None`` elsewhere.
+        ``{"method", "variant", "optimiser", "seed", "nfe", "extra_nfes", "num_samples", "schedule", "steps": [...],
+        "points": [{"step", "train_seconds", "ema": metrics, "raw": metrics, "ema_nfe<n>": metrics}]}`` on the
+        main process (``ema`` and ``raw`` at :data:`CURVE_NFE`); ``None`` elsewhere.
     """
     schedule = budget.curve_schedule(ctx.options.steps)
     seed, data = ctx.workspace.seed, setup.data
     fresh = replace(ctx.workspace, resume=False)  # each leg continues the last one through start_from
     name = setup.stem("curve-fm", seed)
+    checkpoint = ctx.folder.checkpoint(name)
     config = setup.config(schedule[-1])
-    sampler = EvalSampler(CURVE_NFE)
-    points: list[dict[str, Any]] = []
-    seconds = 0.0
+    curve: dict[str, Any] = {"method": "fm", "variant": describe(METHODS["fm"](label_dropout=0.0).settings),
+                             "optimiser": setup.optimiser, "seed": seed, "nfe": CURVE_NFE,
+                             "extra_nfes": list(CURVE_EXTRA_NFES), "num_samples": setup.num_samples,
+                             "schedule": schedule}
+    points = _recorded_points(ctx, curve)  # on every rank, so that all skip the same legs
+    done = {p["step"] for p in points}
+    seconds = points[-1]["train_seconds"] if points else 0.0
+    samplers = {"ema": [EvalSampler(n) for n in (CURVE_NFE, *CURVE_EXTRA_NFES)], "raw": [EvalSampler(CURVE_NFE)]}
     for k, step in enumerate(schedule):
+        if step in done:
+            continue
         start = time.perf_counter()
-        model, trainer, loss = train_flow(
+        model, trainer, _ = train_flow(
             fresh, data, lambda m: METHODS["fm"](label_dropout=label_dropout(data), null_class=m.null_class),
             name, replace(config, steps=step), setup.budget.batch_size, seed=seed,
-            start_from=ctx.folder.checkpoint(name) if k > 0 else None,
+            start_from=checkpoint if (k > 0 or ctx.workspace.resume) and checkpoint.is_file() else None,
         )
         seconds += time.perf_counter() - start
         if setup.scorer is None:  # every rank trains; the main process alone evaluates
             continue
         point: dict[str, Any] = {"step": trainer.step, "train_seconds": round(seconds, 1)}
         for kind, network in (("ema", model), ("raw", trainer.model.eval())):
-            samples = sampler.sample(network, setup.noise, setup.labels, setup.eval_seed)
-            scores = evaluate_images(samples, setup.scorer.reference, setup.scorer.extractor,
-                                     kid_subset_size=min(1000, samples.shape[0]))
-            point[kind] = {key: scores[key] for key in METRICS if key in scores}
+            for sampler in samplers[kind]:
+                samples = sampler.sample(network, setup.noise, setup.labels, setup.eval_seed)
+                scores = evaluate_images(samples, setup.scorer.reference, setup.scorer.extractor,
+                                         kid_subset_size=min(1000, samples.shape[0]))
+                key = kind if sampler.steps == CURVE_NFE else f"{kind}_nfe{sampler.steps}"
+                point[key] = {metric: scores[metric] for metric in METRICS if metric in scores}
         points.append(point)
-        log.info("curve fm step %d (%.0f s): FD ema %.4g, raw %.4g", trainer.step, seconds, point["ema"]["fd"],
+        log.info("curve fm step %d (%.0f s): FD ema %.4g (%d NFE), %s, raw %.4g", trainer.step, seconds,
+                 point["ema"]["fd"], CURVE_NFE,
+                 ", ".join(f"{point[f'ema_nfe{n}']['fd']:.4g} ({n} NFE)" for n in CURVE_EXTRA_NFES),
                  point["raw"]["fd"])
+        curve.update(steps=[p["step"] for p in points], points=points)
+        ctx.folder.write_json(ctx.folder.root / "curve-fm.json", curve)
     if not points:
         return None
-    curve = {"method": "fm", "variant": describe(loss.settings), "optimiser": setup.optimiser, "seed": seed,
-             "nfe": CURVE_NFE, "num_samples": setup.num_samples, "steps": [p["step"] for p in points],
-             "points": points}
-    ctx.folder.write_json(ctx.folder.root / "curve-fm.json", curve)
+    curve.update(steps=[p["step"] for p in points], points=points)
     label = metric_label("fd", setup.scorer.extractor.name)
-    plot_training_curve(curve["steps"], {kind: [p[kind]["fd"] for p in points] for kind in ("ema", "raw")},
-                        ctx.folder.root / "curve-fm.png", f"{label} ({CURVE_NFE} NFE)",
-                        f"fm on {data.name}, seed {seed}, {setup.num_samples} samples")
+    series = {f"EMA, {CURVE_NFE} NFE": [p["ema"]["fd"] for p in points],
+              **{f"EMA, {n} NFE": [p[f"ema_nfe{n}"]["fd"] for p in points] for n in CURVE_EXTRA_NFES},
+              f"raw, {CURVE_NFE} NFE": [p["raw"]["fd"] for p in points]}
+    plot_training_curve(curve["steps"], series, ctx.folder.root / "curve-fm.png", label,
+                        f"fm on {data.name}, seed {seed}, {setup.num_samples} samples, Euler")
     return curve
 
 
@@ -275,14 +311,18 @@ def run(ctx: RunContext) -> RunResult:
                              diff_columns("finetune-fm")),
         ]
     if curve is not None:
+        scored = ["ema", *(f"ema_nfe{n}" for n in CURVE_EXTRA_NFES), "raw"]
         points = [{"step": p["step"], "train_seconds": p["train_seconds"],
-                   **{f"{kind}_{k}": p[kind].get(k) for kind in ("ema", "raw") for k in ("fd", "kid")}}
+                   **{f"{kind}_{k}": p[kind].get(k) for kind in scored for k in ("fd", "kid")}}
                   for p in curve["points"]]
         fd, kd = metric_label("fd", name), metric_label("kid", name)
+        heads = {"ema": f"EMA {CURVE_NFE} NFE", **{f"ema_nfe{n}": f"EMA {n} NFE" for n in CURVE_EXTRA_NFES},
+                 "raw": f"raw {CURVE_NFE} NFE"}
         sections.append(
-            f"## Convergence of fm ({CURVE_NFE} NFE, seed {curve['seed']})\n\n![curve](curve-fm.png)\n\n"
-            + markdown_table(points, [("step", "step"), ("train_seconds", "train s"), ("ema_fd", f"{fd} EMA"),
-                                      ("raw_fd", f"{fd} raw"), ("ema_kid", f"{kd} EMA"), ("raw_kid", f"{kd} raw")])
+            f"## Convergence of fm (seed {curve['seed']})\n\n![curve](curve-fm.png)\n\n"
+            + markdown_table(points, [("step", "step"), ("train_seconds", "train s"),
+                                      *((f"{kind}_fd", f"{fd} {heads[kind]}") for kind in scored),
+                                      *((f"{kind}_kid", f"{kd} {heads[kind]}") for kind in scored)])
         )
     every_row = rows + equal_compute + [r for r in finetune if r["stage"] == "finetune"]
     sections.append("## Every row\n\n" + markdown_table(every_row, row_columns))
