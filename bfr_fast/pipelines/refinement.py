@@ -3,7 +3,9 @@ r"""The BFR workflow for any frozen generator: pool, inversion cache, refiners, 
 Given a frozen base :math:`G` (:class:`~bfr_fast.refiners.FrozenGenerator`: any velocity model with a fixed-step
 sampler, a DDPM through :class:`~bfr_fast.paths.ProbabilityFlowVelocity`), the data it imitates and a
 :class:`RefinementBudget`, :func:`refine` runs, each stage checkpointed in the workspace's run folder and loaded
-instead of recomputed when the workspace resumes:
+instead of recomputed when the workspace resumes (what was made from the generator, only if its
+:meth:`~bfr_fast.refiners.FrozenGenerator.fingerprint` is unchanged; else that stage and every later one is
+recomputed):
 
 1. a pool of base samples, one per training sample and of its class (:func:`sample_pool`), and the inversion
    cache of the training set through :math:`G` (:func:`inversion_cache`);
@@ -24,6 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -222,19 +225,39 @@ def cached_pool(
 ) -> SamplePool:
     """:func:`~bfr_fast.refiners.build_pool` of samples of any shape, cached as ``checkpoints/<name>.pt``.
 
-    When the workspace resumes, an existing file is loaded instead of generating again. The pool's noise is seeded
-    with the workspace's seed + ``seed_offset`` (:data:`POOL_SEED_OFFSET`), so it never repeats the evaluation noise.
+    When the workspace resumes, an existing file is loaded instead of generating again, if the same generator made
+    it (:func:`made_by`). The pool's noise is seeded with the workspace's seed + ``seed_offset``
+    (:data:`POOL_SEED_OFFSET`), so it never repeats the evaluation noise.
+
+    Raises:
+        ValueError: The generator sampled a NaN or infinite value (nothing is saved).
     """
     path = ws.folder.checkpoint(name)
     if ws.resume and path.is_file():
-        log.info("pool: loaded %s", path)
-        return SamplePool.load(path, ws.device)
+        pool = SamplePool.load(path, ws.device)
+        if made_by(ws, path, pool.generator, generator):
+            log.info("pool: loaded %s", path)
+            return pool
     pool = build_pool(
         generator, sample_shape, per_class, num_classes, seed=ws.seed + seed_offset, device=ws.device,
         progress=ws.is_main,
     )
     pool.save(path)
     return pool
+
+
+def made_by(ws: Workspace, path: Path, fingerprint: str | None, generator: FrozenGenerator) -> bool:
+    """Whether the cache at ``path``, made by the generator of ``fingerprint``, was made by ``generator``.
+
+    When it was not (the user changed the network's weights or code since, or it predates fingerprints), the
+    workspace stops resuming (:meth:`~bfr_fast.pipelines.workspace.Workspace.stop_resuming`): the refiners trained
+    on the old cache are as stale as the cache.
+    """
+    if fingerprint == generator.fingerprint():
+        return True
+    ws.stop_resuming(f"{path} was made by another generator (the weights or code of {generator.name} changed "
+                     "since)")
+    return False
 
 
 def inversion_cache(ws: Workspace, task: RefinementTask, name: str = "inversion") -> InversionCache:
@@ -246,11 +269,18 @@ def cached_inversion(
     ws: Workspace, generator: FrozenGenerator, x: torch.Tensor, y: torch.Tensor | None, name: str = "inversion"
 ) -> InversionCache:
     """:func:`~bfr_fast.refiners.build_inversion_cache` of ``x`` (any sample shape), cached as
-    ``checkpoints/<name>.pt`` and loaded instead of rebuilt when the workspace resumes."""
+    ``checkpoints/<name>.pt`` and loaded instead of rebuilt when the workspace resumes, if the same generator made
+    it (:func:`made_by`).
+
+    Raises:
+        ValueError: The generator gave a NaN or infinite latent or reconstruction (nothing is saved).
+    """
     path = ws.folder.checkpoint(name)
     if ws.resume and path.is_file():
-        log.info("inversion cache: loaded %s", path)
-        return InversionCache.load(path, ws.device)
+        cache = InversionCache.load(path, ws.device)
+        if made_by(ws, path, cache.generator, generator):
+            log.info("inversion cache: loaded %s", path)
+            return cache
     cache = build_inversion_cache(
         generator, x.to(ws.device), None if y is None else y.to(ws.device), progress=ws.is_main
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,6 +10,8 @@ import torch
 
 from bfr_fast.engine.distributed import DistributedContext
 from bfr_fast.engine.run_folder import RunFolder
+
+log = logging.getLogger("bfr_fast")
 
 
 @dataclass
@@ -36,3 +39,14 @@ class Workspace:
     def is_main(self) -> bool:
         """Only the main process writes files, evaluates and shows progress."""
         return self.dist.is_main
+
+    def stop_resuming(self, reason: str) -> None:
+        """Recomputes the current stage and every later one although the run resumes: what the folder holds was
+        made from other inputs (a generator whose weights or code changed), so neither it nor anything trained
+        on it may be loaded.
+
+        Args:
+            reason: Why, logged as a warning (the log and the terminal).
+        """
+        log.warning("%s: recomputing it and every later stage", reason)
+        self.resume = False

@@ -39,6 +39,8 @@ class InversionCache:
         errors: ``(N,)`` float32 per-sample RMS reconstruction errors (see the module docstring).
         method: The base sampler's method.
         num_steps: The base sampler's steps.
+        generator: The :meth:`~bfr_fast.refiners.FrozenGenerator.fingerprint` of the generator inverted, or None
+            (unknown).
     """
 
     latents: torch.Tensor
@@ -46,6 +48,7 @@ class InversionCache:
     errors: torch.Tensor
     method: str
     num_steps: int
+    generator: str | None = None
 
     def __post_init__(self) -> None:
         n = self.latents.shape[0]
@@ -69,7 +72,7 @@ class InversionCache:
         """Writes the cache atomically."""
         state = {
             "latents": self.latents, "labels": self.labels, "errors": self.errors, "error_metric": ERROR_METRIC,
-            "method": self.method, "num_steps": self.num_steps,
+            "method": self.method, "num_steps": self.num_steps, "generator": self.generator,
         }
         return atomic_save(state, path)
 
@@ -79,7 +82,8 @@ class InversionCache:
         state = load(path, map_location=device)
         if state.get("error_metric") != ERROR_METRIC:
             raise ValueError(f"{path}: not an inversion cache with {ERROR_METRIC!r} errors")
-        return cls(state["latents"], state["labels"], state["errors"], state["method"], int(state["num_steps"]))
+        return cls(state["latents"], state["labels"], state["errors"], state["method"], int(state["num_steps"]),
+                   state.get("generator"))
 
 
 def build_inversion_cache(
@@ -94,12 +98,17 @@ def build_inversion_cache(
         progress: Show progress bars (inversion, then reconstruction).
 
     Returns:
-        The cache; its error distribution is also logged.
+        The cache, with the generator's fingerprint; its error distribution is also logged.
+
+    Raises:
+        ValueError: A latent or a reconstruction is not finite (naming the generator).
     """
     latents, _ = generator.invert(x, y, progress=progress)
+    generator.require_finite(latents, "inverted training samples")
     reconstruction, _ = generator.sample(latents, y, progress=progress)
+    generator.require_finite(reconstruction, "reconstructions of the training samples")
     errors = (reconstruction - x).flatten(1).float().pow(2).mean(dim=1).sqrt()
-    cache = InversionCache(latents, y, errors, generator.method, generator.num_steps)
+    cache = InversionCache(latents, y, errors, generator.method, generator.num_steps, generator.fingerprint())
     summary = ", ".join(f"{k}={v:.3g}" for k, v in cache.error_summary().items())
     log.info("inversion of %d samples (%s, %d steps): RMS reconstruction error %s", x.shape[0],
              generator.method, generator.num_steps, summary)

@@ -46,18 +46,22 @@ class SamplePool:
         x: ``(N, ...)`` generated samples.
         y: ``(N,)`` their class labels in ``[0, num_classes)``, or None for an unconditional base.
         num_classes: Number of classes; every class must have at least one sample. Required with ``y``.
+        generator: The :meth:`~bfr_fast.refiners.FrozenGenerator.fingerprint` of the generator that made the
+            samples, or None (unknown).
 
     Raises:
         ValueError: Mismatched shapes, labels out of range, a class without samples, or ``num_classes`` missing.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor | None = None, num_classes: int | None = None) -> None:
+    def __init__(self, x: torch.Tensor, y: torch.Tensor | None = None, num_classes: int | None = None,
+                 generator: str | None = None) -> None:
         if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2 or x.shape[0] == 0:
             raise ValueError(f"x must be a non-empty floating (N, ...) tensor, got {getattr(x, 'shape', x)!r}")
         _check_labels("y", y, x.shape[0])
         if (y is None) != (num_classes is None):
             raise ValueError("give num_classes exactly when labels y are given")
         self.num_classes = num_classes
+        self.generator = generator
         if y is None:
             self.x, self.y = x, None
             self._offsets = self._counts = None
@@ -102,14 +106,15 @@ class SamplePool:
         return self.x[index].to(device=x_real.device, dtype=x_real.dtype)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Writes the pool atomically (samples grouped by class)."""
-        return atomic_save({"x": self.x, "y": self.y, "num_classes": self.num_classes}, path)
+        """Writes the pool atomically (samples grouped by class, with the generator's fingerprint)."""
+        return atomic_save({"x": self.x, "y": self.y, "num_classes": self.num_classes, "generator": self.generator},
+                           path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> SamplePool:
         """Reads a pool written by :meth:`save` onto ``device``."""
         state = load(path, map_location=device)
-        return cls(state["x"], state["y"], state["num_classes"])
+        return cls(state["x"], state["y"], state["num_classes"], state.get("generator"))
 
 
 def build_pool(
@@ -133,7 +138,10 @@ def build_pool(
         progress: Show a progress bar.
 
     Returns:
-        The pool.
+        The pool, with the generator's fingerprint.
+
+    Raises:
+        ValueError: A sample is not finite (naming the generator): a pool of NaN would train a refiner on NaN.
     """
     positive_int("num_per_class", num_per_class)
     labels = None
@@ -143,7 +151,7 @@ def build_pool(
         n = num_per_class * num_classes
     noise = torch.randn((n, *sample_shape), generator=torch.Generator().manual_seed(seed)).to(device)
     samples, _ = generator.sample(noise, labels, progress=progress)
-    return SamplePool(samples, labels, num_classes)
+    return SamplePool(generator.require_finite(samples, "pool samples"), labels, num_classes, generator.fingerprint())
 
 
 class FreshSamples:

@@ -48,6 +48,7 @@ def test_save_and_load(tmp_path, straight_flow):
     loaded = InversionCache.load(cache.save(tmp_path / "inversion.pt"))
     assert torch.equal(loaded.latents, cache.latents) and torch.equal(loaded.errors, cache.errors)
     assert torch.equal(loaded.labels, cache.labels) and (loaded.method, loaded.num_steps) == ("euler", 3)
+    assert loaded.generator == cache.generator == FrozenGenerator(base, num_steps=3).fingerprint()
     torch.save({"latents": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not an inversion cache"):
         InversionCache.load(tmp_path / "other.pt")
@@ -56,3 +57,13 @@ def test_save_and_load(tmp_path, straight_flow):
 def test_mismatched_fields_are_rejected():
     with pytest.raises(ValueError, match="like the latents"):
         InversionCache(torch.zeros(4, 2), None, torch.zeros(3), "euler", 1)
+
+
+def test_a_generator_that_inverts_to_nan_is_named():
+    class Blows(nn.Module):  # finite forwards, NaN backwards: t runs 1 -> 0 when inverting
+        def forward(self, x, t, y=None):
+            return x * torch.where(t < 0.9, float("nan"), 1.0)[:, None]
+
+    generator = FrozenGenerator(Blows(), num_steps=4, name="--generator mine:make")
+    with pytest.raises(ValueError, match=r"^--generator mine:make gave NaN or infinite values in 5 of 5 inverted "):
+        build_inversion_cache(generator, torch.randn(5, 2))

@@ -79,3 +79,16 @@ def test_fresh_samples_follow_the_labels(straight_flow):
     y = torch.tensor([2, 0, 1, 2])
     drawn = FreshSamples(FrozenGenerator(base, num_steps=2)).draw(torch.zeros(4, 2), y)
     assert torch.equal(class_of(drawn), y)
+
+
+def test_build_pool_refuses_nan_samples_naming_the_generator():
+    generator = FrozenGenerator(lambda x, t, y=None: x * float("nan"), num_steps=1, name="--generator mine:make")
+    with pytest.raises(ValueError, match=r"^--generator mine:make gave NaN or infinite values in 6 of 6 pool "):
+        build_pool(generator, (2,), num_per_class=6)
+
+
+def test_a_pool_keeps_the_fingerprint_of_its_generator(straight_flow, tmp_path):
+    generator = FrozenGenerator(straight_flow(torch.zeros(1, 3), 2.0), num_steps=2)
+    pool = build_pool(generator, (3,), num_per_class=4)
+    assert pool.generator == generator.fingerprint()
+    assert SamplePool.load(pool.save(tmp_path / "pool.pt")).generator == generator.fingerprint()
