@@ -25,6 +25,7 @@ from bfr_fast.checks import choice, integer, positive_float, positive_int
 from bfr_fast.models import CONVENTIONS, TIME_DIRECTIONS, ForeignNetwork
 from bfr_fast.models.conventions import default_time
 from bfr_fast.paths import DDPMSchedule, ProbabilityFlowVelocity
+from bfr_fast.paths.ddpm import ModelTime
 from bfr_fast.pipelines.presets import image_preset
 from bfr_fast.pipelines.weights import load_weights
 from bfr_fast.refiners import FrozenGenerator
@@ -181,7 +182,7 @@ def build_factory_network(spec: GeneratorSpec) -> nn.Module:
     name = f"{spec.source}(**{spec.kwargs})" if spec.kwargs else f"{spec.source}()"
     checkpoint = spec.checkpoint
     if checkpoint is not None and checkpoint.is_dir():
-        network = _from_pretrained(factory, spec)
+        network = _from_pretrained(factory, spec, checkpoint)
     else:
         try:
             network = factory(**spec.kwargs)
@@ -196,8 +197,7 @@ def build_factory_network(spec: GeneratorSpec) -> nn.Module:
     return network
 
 
-def _from_pretrained(factory: Callable[..., Any], spec: GeneratorSpec) -> Any:
-    folder = spec.checkpoint
+def _from_pretrained(factory: Callable[..., Any], spec: GeneratorSpec, folder: Path) -> Any:
     loader = getattr(factory, "from_pretrained", None)
     if loader is None:
         raise ValueError(f"--checkpoint: {folder} is a folder; pass the checkpoint file inside it, or a diffusers "
@@ -275,7 +275,8 @@ def frozen_generator(
     model: nn.Module = network if spec.is_run else ForeignNetwork(
         network, spec.convention, spec.parameterization, direction, scale)
     if spec.parameterization == "eps":
-        model = ProbabilityFlowVelocity(model, DDPMSchedule(spec.ddpm_steps), model_time=spec.ddpm_time).to(device)
+        model_time: ModelTime = "t" if spec.ddpm_time == "t" else "index"  # checked by GeneratorSpec
+        model = ProbabilityFlowVelocity(model, DDPMSchedule(spec.ddpm_steps), model_time=model_time).to(device)
     _check_calls(model, image_shape, classes, device, spec.source)
     return FrozenGenerator(model, method=spec.sampler, num_steps=spec.sampler_steps,
                            name=f"--generator {spec.source}")
