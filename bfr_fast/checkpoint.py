@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import tempfile
@@ -58,6 +59,37 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
+UNWRITABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS})
+"""Errnos of a disk that is full or may not be written: the user's to fix, not a bug."""
+
+
+def write_failure(error: BaseException, where: str | os.PathLike | None = None) -> str | None:
+    """``"cannot write PATH (REASON)"`` for an :class:`OSError` of a full or unwritable disk
+    (:data:`UNWRITABLE`), else None: what a CLI prints in one line instead of a traceback.
+
+    Args:
+        error: What stopped the command.
+        where: What to name when the error names no file (a write to an open file, as a lock's): the folder the
+            command writes.
+    """
+    if not isinstance(error, OSError) or error.errno not in UNWRITABLE:
+        return None
+    return f"cannot write {error.filename or where or 'a file'} ({error.strerror or os.strerror(error.errno)})"
+
+
+def _disk_error(error: BaseException) -> OSError | None:
+    """The OSError of a full or unwritable disk behind ``error``: itself, or one it was raised while handling
+    (torch.save's zip writer, told the disk is full, fails once more as it closes, with a RuntimeError)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.errno in UNWRITABLE:
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
     """Writes a file atomically: ``write`` fills a temporary file, which then replaces ``path``.
 
@@ -73,20 +105,30 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
 
     Returns:
         The path written.
+
+    Raises:
+        OSError: The disk is full or the folder cannot be written (:data:`UNWRITABLE`), however ``write``
+            reported it; its ``filename`` is ``path``, not the temporary file, whose name means nothing to the
+            user (a failed ``write()`` names no file at all).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_temp_head(path)}{os.getpid()}.", suffix=".tmp")
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_temp_head(path)}{os.getpid()}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), _file_mode())
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as error:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        disk = _disk_error(error)
+        if disk is not None:
+            raise OSError(disk.errno, disk.strerror, str(path)) from error
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ import torch
 
 import bfr_fast
 import bfr_fast.checkpoint
-from bfr_fast.checkpoint import atomic_save, atomic_write, load
+from bfr_fast.checkpoint import atomic_save, atomic_write, load, write_failure
 
 # Writes half of a file through atomic_write, then hangs until killed.
 HANGING_WRITER = """
@@ -50,6 +52,38 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         atomic_write(target, interrupted)
     assert load(target) == {"a": 1} and _temp_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("where", ["write", "torch.save", "mkstemp"])
+def test_a_full_or_unwritable_disk_is_an_os_error_naming_the_file(tmp_path, monkeypatch, where):
+    """Not the temporary file (a name that means nothing to the user), and not no file (a failed write())."""
+    target = atomic_save({"a": 1}, tmp_path / "ckpt.pt")
+
+    def full(f):
+        f.write(b"partial")
+        if where != "torch.save":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:  # what torch.save's zip writer does next, on a disk that is really full
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1325568") from None
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / ".ckpt.pt.1.abc.tmp"))
+
+    if where == "mkstemp":
+        monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(OSError) as caught:
+        atomic_write(target, full)
+    assert caught.value.filename == str(target)
+    reason = "Permission denied" if where == "mkstemp" else "No space left on device"
+    assert write_failure(caught.value) == f"cannot write {target} ({reason})"
+    assert load(target) == {"a": 1} and _temp_files(tmp_path) == []
+
+
+def test_write_failure_is_none_for_other_errors():
+    assert write_failure(FileNotFoundError(errno.ENOENT, "No such file or directory", "x")) is None
+    assert write_failure(ValueError("x")) is None
 
 
 def test_a_killed_write_leaves_a_temp_file_that_the_next_write_removes(tmp_path):

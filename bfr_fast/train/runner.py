@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 import torch
 
+from bfr_fast.checkpoint import write_failure
 from bfr_fast.ops import backend_report
 from bfr_fast.pipelines.workspace import Workspace
 from bfr_fast.engine import distributed
@@ -83,7 +84,8 @@ def execute(
             except BaseException as error:
                 # The reason goes into log.txt too (main() prints it on the terminal); a traceback only for
                 # what main() does not expect, since that one is a bug to report.
-                expected = isinstance(error, (ValueError, FileNotFoundError, FloatingPointError, KeyboardInterrupt))
+                expected = (isinstance(error, (ValueError, FileNotFoundError, FloatingPointError, KeyboardInterrupt))
+                            or write_failure(error) is not None)
                 log.error("run stopped: %s%s", type(error).__name__, f": {error}" if str(error) else "",
                           exc_info=not expected, extra=FILE_ONLY)
                 raise
@@ -141,6 +143,17 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def log_failures_dropped() -> Iterator[None]:
+    """Within the block, a log record that cannot be written (the disk is full) is dropped, not printed on stderr
+    with a traceback (logging's default): the error that stops the run is the one line the user reads."""
+    previous, logging.raiseExceptions = logging.raiseExceptions, False
+    try:
+        yield
+    finally:
+        logging.raiseExceptions = previous
+
+
 class Job(Protocol):
     """Parsed options of a run: at least where it writes."""
 
@@ -152,12 +165,13 @@ def guarded_main(parse: Callable[[], J], run: Callable[[J], RunFolder]) -> int:
     stderr and the exit code.
 
     Returns:
-        The process exit code: 0; 2 on a bad option or input; 1 when the training diverged; on an interruption,
-        after the checkpoints are saved, 130 (Ctrl-C) or 143 (SIGTERM), the shell's codes for those signals.
+        The process exit code: 0; 2 on a bad option or input, or a full or unwritable disk (naming the file; every
+        file written before it is whole); 1 when the training diverged; on an interruption, after the checkpoints
+        are saved, 130 (Ctrl-C) or 143 (SIGTERM), the shell's codes for those signals.
     """
     options: J | None = None
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(), log_failures_dropped():
             options = parse()
             folder = run(options)
     except (ValueError, FileNotFoundError) as error:
@@ -166,6 +180,15 @@ def guarded_main(parse: Callable[[], J], run: Callable[[J], RunFolder]) -> int:
     except FloatingPointError as error:  # a diverged training: no metrics of a broken network
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except OSError as error:
+        failure = write_failure(error, None if options is None else options.out)
+        if failure is None:
+            raise
+        rerun = "rerun"
+        if options is not None and (options.out / "config.json").is_file():  # --resume needs a run to continue
+            rerun = f"rerun with --resume --out {options.out} to continue"
+        print(f"error: {failure}; free space or make the folder writable, then {rerun}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as interrupt:
         name, code = ("SIGTERM", 143) if isinstance(interrupt, Terminated) else ("SIGINT", 130)
         if options is None:
