@@ -128,8 +128,10 @@ def images_from_array(array: np.ndarray, name: str, layout: str = "auto",
             return values.mul_(2.0).sub_(1.0)
         if -1.0 <= low and high <= 1.0:
             return values
-        raise ValueError(f"{name}: floating-point values in [{low}, {high}] are neither in [0, 1] nor in "
-                         "[-1, 1]; pass value_range=(low, high), e.g. (0, 255)")
+        # Advice about the file: the CLIs that read it have no value_range (Python callers find it documented)
+        raise ValueError(f"{name}: floating-point values in [{low:g}, {high:g}] are neither in [0, 1] nor in "
+                         "[-1, 1]; rescale the images to [0, 1] or [-1, 1] (floats in 0..255: divide by 255), or "
+                         "store them as uint8 pixels 0..255")
     if not (isinstance(value_range, tuple) and len(value_range) == 2 and value_range[0] < value_range[1]):
         raise ValueError(f"value_range: expected 'auto' or a pair (low, high) with low < high, got {value_range!r}")
     range_low, range_high = float(value_range[0]), float(value_range[1])
