@@ -45,10 +45,10 @@ def integer(name: str, value: object, *, low: int | None = None, high: int | Non
     Raises:
         ValueError: ``"{name} must be <kind>, got {value!r}"``.
     """
-    if (isinstance(value, bool) or not isinstance(value, Integral)
-            or (low is not None and value < low) or (high is not None and value > high)):
+    number = int(value) if isinstance(value, Integral) and not isinstance(value, bool) else None
+    if number is None or (low is not None and number < low) or (high is not None and number > high):
         raise ValueError(f"{name} must be {_integer_kind(low, high)}{_because(why)}, got {value!r}")
-    return int(value)
+    return number
 
 
 def positive_int(name: str, value: object, *, why: str | None = None) -> int:
@@ -87,15 +87,15 @@ def finite_float(name: str, value: object, *, low: float | None = None, high: fl
     Raises:
         ValueError: ``"{name} must be a finite float in [low, high], got {value!r}"`` (or ``>= low`` etc.).
     """
-    ok = not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
+    # The bounds are checked on the float that is returned; NaN stands for "not a real number" and fails isfinite.
+    number = float(value) if isinstance(value, Real) and not isinstance(value, bool) else math.nan
+    ok = (math.isfinite(number)
+          and (low is None or (number > low if low_open else number >= low))
+          and (high is None or (number < high if high_open else number <= high)))
     if not ok:
         bounds = _interval(low, high, low_open, high_open)
         raise ValueError(f"{name} must be a finite float{bounds}{_because(why)}, got {value!r}")
-    return float(value)
+    return number
 
 
 def positive_float(name: str, value: object, *, why: str | None = None) -> float:

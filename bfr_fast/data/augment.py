@@ -171,6 +171,7 @@ class RefinerAugmentation:
             blurred = gaussian_blur(out, sigma, self.kernel_size)
             out = torch.where(blur[:, None, None, None], blurred, out)
         if self.noise_prob > 0:
+            assert isinstance(self.noise_std, tuple)  # __post_init__ stored a number s as the pair (s, s)
             noisy = chosen(self.noise_prob)
             scale = uniform(*self.noise_std) * noisy  # 0 for the samples that get no noise
             eps = torch.randn(x.shape, generator=generator, device=device).to(device=x.device, dtype=x.dtype)

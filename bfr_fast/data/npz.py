@@ -68,8 +68,11 @@ def load_npz(path: str | Path, *, name: str = "npz", layout: str = "auto", value
         num_classes = int(torch.cat([train_y, test_y]).max()) + 1
         return ImageDataset(name, train_x, train_y, test_x, test_y, num_classes)
 
-    image_key = _one_key(arrays, _IMAGE_KEYS, path, required=True)
-    label_key = _one_key(arrays, _LABEL_KEYS, path, required=False)
+    image_key = _one_key(arrays, _IMAGE_KEYS, path)
+    if image_key is None:
+        raise ValueError(f"{path}: expected images under 'x_train' and 'x_test', or 'x' or 'images'; "
+                         f"found keys {sorted(arrays)}")
+    label_key = _one_key(arrays, _LABEL_KEYS, path)
     images = images_from_array(arrays[image_key], f"{image_key} {where}", layout, value_range)
     if label_key is None:
         return split_dataset(name, images, unlabelled(len(images)), None, test_fraction, seed)
@@ -77,11 +80,8 @@ def load_npz(path: str | Path, *, name: str = "npz", layout: str = "auto", value
     return split_dataset(name, images, labels, int(labels.max()) + 1, test_fraction, seed)
 
 
-def _one_key(arrays: dict[str, np.ndarray], keys: tuple[str, ...], path: Path, required: bool) -> str | None:
+def _one_key(arrays: dict[str, np.ndarray], keys: tuple[str, ...], path: Path) -> str | None:
     present = [key for key in keys if key in arrays]
     if len(present) > 1:
         raise ValueError(f"{path}: holds both {present[0]!r} and {present[1]!r}; keep one")
-    if not present and required:
-        raise ValueError(f"{path}: expected images under 'x_train' and 'x_test', or 'x' or 'images'; "
-                         f"found keys {sorted(arrays)}")
     return present[0] if present else None

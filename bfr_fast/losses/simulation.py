@@ -56,20 +56,20 @@ TIMESTEP_STRATEGIES: tuple[str, ...] = ("random", "equal", "equal_fixed")
 def check_simulation(
     steps: object, timesteps: object, interpolant: Interpolant, real_steps: object = None
 ) -> int:
-    """Validates the simulation settings of a loss; returns ``steps``.
+    """Validates the simulation settings of a loss; returns ``steps`` as a Python ``int``.
 
     Raises:
         ValueError: ``steps`` not a positive int, ``real_steps`` neither None nor an int in ``[1, steps]``, an
             unknown ``timesteps``, or a path with noise (the simulated and the true state must lie on one noise-free
             path of ``(ε, x1)``).
     """
-    positive_int("steps", steps)
+    count = positive_int("steps", steps)
     if real_steps is not None:
-        integer("real_steps", real_steps, low=1, high=steps, why="at most steps, or None")
+        integer("real_steps", real_steps, low=1, high=count, why="at most steps, or None")
     choice("timesteps", timesteps, TIMESTEP_STRATEGIES)
     if isinstance(interpolant, LinearPath) and interpolant.sigma > 0:
         raise ValueError("interpolant: simulated steps need a noise-free path; got LinearPath with sigma > 0")
-    return steps
+    return count
 
 
 def simulation_times(t_start: torch.Tensor, steps: int, strategy: str, t_max: float = 1.0) -> torch.Tensor:

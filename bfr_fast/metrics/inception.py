@@ -51,7 +51,7 @@ def clean_resize(images: torch.Tensor, size: int = INCEPTION_SIZE) -> torch.Tens
     out = np.empty((*pixels.shape[:2], size, size), dtype=np.float32)
     for n in range(pixels.shape[0]):
         for c in range(pixels.shape[1]):
-            resized = Image.fromarray(pixels[n, c], mode="F").resize((size, size), resample=Image.BICUBIC)
+            resized = Image.fromarray(pixels[n, c], mode="F").resize((size, size), resample=Image.Resampling.BICUBIC)
             out[n, c] = np.asarray(resized).clip(0, 255)
     return torch.from_numpy(out)
 

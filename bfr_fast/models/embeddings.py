@@ -104,7 +104,7 @@ class TimeEmbedding(nn.Module):
         autocast overrides as usual).
         """
         features = sinusoidal_embedding(t, self.frequency_dim, self.scale)
-        return self.mlp(features.to(self.mlp[0].weight.dtype))
+        return self.mlp(features.to(next(self.mlp.parameters()).dtype))
 
 
 class LabelEmbedding(nn.Module):

@@ -243,6 +243,7 @@ class SiT(nn.Module):
                 nn.init.zeros_(module.bias)
         # The patch embedding is a linear map of each flattened patch.
         nn.init.xavier_uniform_(self.patch_embed.weight.view(self.patch_embed.out_channels, -1))
+        assert self.patch_embed.bias is not None  # built with a bias (Conv2d's default)
         nn.init.zeros_(self.patch_embed.bias)
         for layer in self.embed.time.mlp:
             if isinstance(layer, nn.Linear):
@@ -250,6 +251,7 @@ class SiT(nn.Module):
         if self.embed.label is not None:
             nn.init.normal_(self.embed.label.embedding.weight, std=0.02)
         for block in self.blocks:
+            assert isinstance(block, SiTBlock)  # what self.blocks holds; nn.ModuleList does not say
             zero_init(block.modulation)
         zero_init(self.final.modulation)
         zero_init(self.final.linear)

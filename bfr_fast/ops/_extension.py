@@ -11,7 +11,9 @@ Backend = Literal["auto", "fused", "eager"]
 BACKENDS: tuple[str, ...] = ("auto", "fused", "eager")
 
 try:
-    from bfr_fast import _C  # noqa: F401  (importing registers the torch.ops.bfr_fast kernels)
+    # Importing registers the torch.ops.bfr_fast kernels. _C is compiled (setup.py) and ships no stub, so mypy,
+    # which reads only Python sources, cannot see it.
+    from bfr_fast import _C  # type: ignore[attr-defined]
 
     LOAD_ERROR: str | None = None
 except (ImportError, OSError) as error:  # missing build, or an ABI mismatch with the installed torch

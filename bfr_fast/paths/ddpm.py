@@ -35,7 +35,8 @@ with diffusion time :math:`s = 1 - t` and :math:`\beta = L'`. Integrating it wit
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, NamedTuple
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -60,7 +61,9 @@ def _betas(kind: str, num_steps: int, beta_start: float, beta_end: float) -> np.
     raise ValueError(f"kind must be 'linear' or 'sigmoid', got {kind!r}")
 
 
-class EpsTrainingSample(NamedTuple):
+# A dataclass, not a NamedTuple: the field ``index`` would hide the method ``tuple.index`` of a tuple.
+@dataclass(frozen=True)
+class EpsTrainingSample:
     r"""One noised batch for ε-prediction training: regress ``model(x_t, t or index)`` onto ``eps``.
 
     Attributes:
@@ -168,7 +171,8 @@ class DDPMSchedule(nn.Module):
             generator: Source of the indices and the noise (on ``x1``'s device).
 
         Returns:
-            An :class:`EpsTrainingSample` ``(x_t, eps, t, index)``; ``x_t`` and ``eps`` in ``x1``'s dtype.
+            An :class:`EpsTrainingSample` of ``x_t``, ``eps``, ``t`` and ``index``; ``x_t`` and ``eps`` in ``x1``'s
+            dtype.
         """
         if not isinstance(x1, torch.Tensor) or not x1.is_floating_point() or x1.dim() < 1:
             raise ValueError(f"x1 must be a floating (B, ...) tensor, got {getattr(x1, 'shape', x1)!r}")

@@ -12,10 +12,11 @@ from torch import nn
 
 from bfr_fast.checkpoint import load
 from bfr_fast.data import ImageDataset, InfiniteLoader
+from bfr_fast.engine.trainer import TrainConfig, Trainer
 from bfr_fast.losses import FlowMatchingLoss, PathLoss
+from bfr_fast.models import UNet
 from bfr_fast.pipelines.presets import image_preset
 from bfr_fast.pipelines.workspace import Workspace
-from bfr_fast.engine.trainer import TrainConfig, Trainer
 
 log = logging.getLogger("bfr_fast")
 
@@ -24,7 +25,7 @@ LABEL_DROPOUT = 0.1  # classifier-free guidance training, as in the usual condit
 Loss = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
 """``loss(model, x, y) -> (scalar, logs)``."""
 
-LossFactory = Callable[[nn.Module], PathLoss]
+LossFactory = Callable[[UNet], PathLoss]
 """Builds a training loss for a freshly built network (which knows its null class for label dropout)."""
 
 
@@ -87,7 +88,7 @@ def fit_network(
     this call's.
     """
     labelled = y is not None
-    targets = y if labelled else torch.zeros(x.shape[0], dtype=torch.int64)
+    targets = y if y is not None else torch.zeros(x.shape[0], dtype=torch.int64)
     clipped = min(batch_size, x.shape[0])
     if clipped < batch_size:
         log.warning("%s: batch size %d exceeds the %d training samples; batches of %d", name, batch_size,
@@ -96,7 +97,9 @@ def fit_network(
     generator = torch.Generator().manual_seed(ws.seed + offset + ws.dist.rank)
     batches = InfiniteLoader(x, targets, clipped, generator, device=ws.device)
 
-    def loss_fn(m: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss_fn(
+        m: nn.Module, xb: torch.Tensor, yb: torch.Tensor | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return loss(m, xb, yb if labelled else None)
 
     trainer = Trainer(model.to(ws.device), loss_fn, batches, config, ws.folder.checkpoint(name), ws.dist,
@@ -159,7 +162,7 @@ def train_base_flow(
 ) -> nn.Module:
     """Trains a (class-conditional when the data is labelled) OT-CFM UNet; returns its EMA network in eval mode."""
 
-    def make_loss(model: nn.Module) -> PathLoss:
+    def make_loss(model: UNet) -> PathLoss:
         return FlowMatchingLoss(coupling="ot", label_dropout=label_dropout(data), null_class=model.null_class)
 
     return train_flow(ws, data, make_loss, name, config, batch_size).model

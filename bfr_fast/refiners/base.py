@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, overload
 
 import torch
 from torch import nn
@@ -90,6 +90,24 @@ class Refiner(nn.Module):
         """The state the refiner ODE starts from, given the sample to refine (the sample itself, by default)."""
         return x
 
+    @overload
+    def refine(
+        self, x: torch.Tensor, num_steps: int = ..., method: str = ..., y: torch.Tensor | None = ...,
+        return_nfe: Literal[False] = ..., batch_size: int | None = ..., generator: torch.Generator | None = ...,
+    ) -> torch.Tensor: ...
+
+    @overload
+    def refine(
+        self, x: torch.Tensor, num_steps: int = ..., method: str = ..., y: torch.Tensor | None = ..., *,
+        return_nfe: Literal[True], batch_size: int | None = ..., generator: torch.Generator | None = ...,
+    ) -> tuple[torch.Tensor, int]: ...
+
+    @overload
+    def refine(
+        self, x: torch.Tensor, num_steps: int = ..., method: str = ..., y: torch.Tensor | None = ...,
+        return_nfe: bool = ..., batch_size: int | None = ..., generator: torch.Generator | None = ...,
+    ) -> torch.Tensor | tuple[torch.Tensor, int]: ...
+
     def refine(
         self,
         x: torch.Tensor,
@@ -130,8 +148,9 @@ class Refiner(nn.Module):
         outputs, nfe = [], 0
         for start in range(0, x.shape[0], size):
             chunk = self.inference_source(x[start : start + size], generator)
-            extras = {} if y is None else {"y": y[start : start + size]}
-            refined, nfe = solver.sample(chunk, num_steps=num_steps, return_nfe=True, **extras)
+            # forward(x, t, y=None): y=None is what an unlabelled call gets anyway
+            labels = None if y is None else y[start : start + size]
+            refined, nfe = solver.sample(chunk, num_steps=num_steps, return_nfe=True, y=labels)
             outputs.append(refined)
         result = torch.cat(outputs)
         return (result, nfe) if return_nfe else result

@@ -38,7 +38,7 @@ def run_means(rows: Sequence[dict[str, Any]], keys: Sequence[str], metrics: Sequ
     """One row per distinct ``keys`` of one run: each metric averaged over the run's evaluation seeds."""
     out = []
     for key, members in group_rows(rows, keys).items():
-        mean: dict[str, Any] = dict(zip(keys, key))
+        mean: dict[str, Any] = dict(zip(keys, key, strict=True))
         mean["eval_seeds"] = len(members)
         for metric in metrics:
             values = [float(m[metric]) for m in members if m.get(metric) is not None]

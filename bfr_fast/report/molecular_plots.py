@@ -7,10 +7,9 @@ changes a user's global matplotlib backend, and the PNG is written atomically.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
-
-import json
 
 import mdtraj
 import numpy as np
@@ -77,7 +76,9 @@ def plot_energy_histograms(energies: Mapping[str, np.ndarray | torch.Tensor], pa
         label = f"{name} ({hidden} of {values.size} off the plot)" if hidden else name
         # normalised by all samples, not the shown ones: a set with samples off the plot has less area
         weights = np.full(shown.size, 1.0 / (values.size * (edges[1] - edges[0])))
-        axes.hist(shown, bins=edges, weights=weights, histtype="step", linewidth=1.5, label=label)
+        # matplotlib's stub types bins as Sequence[float], which an ndarray is not; hist takes any array-like
+        axes.hist(shown, bins=edges, weights=weights, histtype="step", linewidth=1.5,  # type: ignore[arg-type]
+                  label=label)
     axes.set_xlabel("potential energy (kJ/mol)")
     axes.set_ylabel("density")
     axes.legend(fontsize="small")
@@ -140,6 +141,7 @@ def _check_curves(curves: Mapping[str, Mapping[str, object]]) -> np.ndarray:
         if grid is not None and not np.array_equal(grid, taus):
             raise ValueError(f"curves: {name!r} is on another threshold grid than the first curve; use one grid")
         grid = taus
+    assert grid is not None  # curves is not empty
     return grid
 
 
@@ -166,7 +168,7 @@ def write_coverage_curves(curves: Mapping[str, Mapping[str, object]], path: str 
     """
     grid = _check_curves(curves)
     payload = {"unit": unit, "table_threshold": float(threshold), "floor": floor, "threshold": grid.tolist(),
-               "rows": {name: {key: [float(v) for v in curve[key]] for key in ("cov_r", "cov_p")}
+               "rows": {name: {key: np.asarray(curve[key], dtype=np.float64).tolist() for key in ("cov_r", "cov_p")}
                         for name, curve in curves.items()}}
     text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
     return atomic_write(path, lambda f: f.write(text.encode()))

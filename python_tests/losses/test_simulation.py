@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import torch
 
-from bfr_fast.losses import simulate, simulation_times
+from bfr_fast.losses import DEFARLoss, simulate, simulation_times
+from bfr_fast.losses.simulation import check_simulation
+from bfr_fast.paths import LinearPath
 
 
 def test_random_times_are_drawn_recursively_towards_t_max():
@@ -94,3 +99,13 @@ def test_simulate_takes_detached_euler_steps_and_reuses_the_first_velocity(recor
     assert len(model.calls) == 1
     simulate(model, x, times)
     assert len(model.calls) == 3  # without a first velocity, one call per step
+
+
+def test_check_simulation_returns_steps_as_a_python_int():
+    # It returned steps as given: a NumPy count made a loss's forward passes NumPy integers, which the run's
+    # metrics.json could not hold.
+    steps = check_simulation(np.int64(3), "random", LinearPath())
+    assert steps == 3 and type(steps) is int
+    loss = DEFARLoss(steps=np.int64(3))
+    assert type(loss.steps) is int
+    json.dumps(loss.forward_passes._asdict())

@@ -50,10 +50,10 @@ def load_trajectory(topology_path: str | Path | None, trajectory_paths: str | Pa
             or files whose atom counts differ from the topology's.
     """
     positive_int("stride", stride)
-    paths = [trajectory_paths] if isinstance(trajectory_paths, (str, Path)) else list(trajectory_paths)
-    if not paths:
+    given = [trajectory_paths] if isinstance(trajectory_paths, (str, Path)) else list(trajectory_paths)
+    if not given:
         raise ValueError("trajectory_paths: expected at least one trajectory file, got none")
-    paths = [Path(p).expanduser() for p in paths]
+    paths = [Path(p).expanduser() for p in given]
     for path in paths:
         if not path.is_file():
             raise missing_file_error(path, "Trajectory file", _HOW)
@@ -70,7 +70,7 @@ def load_trajectory(topology_path: str | Path | None, trajectory_paths: str | Pa
 
     parts = [_load_one(path, topology, stride) for path in paths]
     reference = topology if topology is not None else parts[0].topology
-    for path, part in zip(paths, parts):
+    for path, part in zip(paths, parts, strict=True):
         if part.n_atoms != reference.n_atoms:
             raise ValueError(f"trajectory_paths: {path} has {part.n_atoms} atoms, the topology has "
                              f"{reference.n_atoms}")
@@ -79,9 +79,10 @@ def load_trajectory(topology_path: str | Path | None, trajectory_paths: str | Pa
 
 
 def _load_one(path: Path, topology: mdtraj.Topology | None, stride: int) -> mdtraj.Trajectory:
+    if path.suffix.lower() in _SELF_DESCRIBING:
+        return mdtraj.load(str(path), stride=stride)
+    assert topology is not None  # load_trajectory requires one for every other format
     if path.suffix.lower() != ".npz":
-        if path.suffix.lower() in _SELF_DESCRIBING:
-            return mdtraj.load(str(path), stride=stride)
         try:
             return mdtraj.load(str(path), top=topology, stride=stride)
         except ValueError:  # mdtraj's text spans lines and does not say which file or how many atoms

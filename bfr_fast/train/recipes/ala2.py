@@ -93,7 +93,6 @@ from bfr_fast.losses import EpsPredictionLoss, FlowMatchingLoss
 from bfr_fast.metrics.molecular import ANGSTROMS_PER_NM, energy_error, molecular_metrics, openmm_energies
 from bfr_fast.models import MLP
 from bfr_fast.paths import DDPMSchedule, ProbabilityFlowVelocity
-from bfr_fast.refiners import FrozenGenerator, InversionCache, Refiner, SamplePool
 from bfr_fast.pipelines.refinement import (
     Distillation,
     Distilled,
@@ -106,9 +105,14 @@ from bfr_fast.pipelines.refinement import (
 )
 from bfr_fast.pipelines.sampling import SamplerSpec, source_noise
 from bfr_fast.pipelines.training import fit_network
+from bfr_fast.refiners import FrozenGenerator, InversionCache, Refiner, SamplePool
 from bfr_fast.report import markdown_table
-from bfr_fast.report.molecular_plots import plot_coverage_curves, plot_energy_histograms, plot_ramachandran
-from bfr_fast.report.molecular_plots import write_coverage_curves
+from bfr_fast.report.molecular_plots import (
+    plot_coverage_curves,
+    plot_energy_histograms,
+    plot_ramachandran,
+    write_coverage_curves,
+)
 from bfr_fast.solvers.ode_solver import VelocityModel
 from bfr_fast.train.options import default_cache_dir
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
@@ -304,7 +308,7 @@ def load_data(ctx: RunContext) -> MoleculeDataset:
     """The recipe's data set: a built-in system's aligned MD (alanine dipeptide by default; run first if it is not
     in the cache), or the user's ``--data`` trajectory with its ``--topology``; either cut to ``--selection``."""
     options = ctx.options
-    if not is_builtin(options.data):
+    if options.data is not None and not is_builtin(options.data):
         return load_trajectory_dataset(options.data, options.topology, options.selection)
     system, nanoseconds, frames = parse_data(options.data)
     if options.topology is not None:
@@ -427,7 +431,8 @@ def score(data: MoleculeDataset, conformers: torch.Tensor, reference_energies: n
     ``model.absent``).
 
     The energies are those of the conformers projected onto the MD's X-H constraints when ``model.constrain``;
-    COV/AMR and the basins are always of the conformers as generated."""
+    COV/AMR and the basins are always of the conformers as generated. ``reference_energies`` may be None only
+    when ``model.absent`` (else ValueError)."""
     curve = np.asarray(scoring.curve) / ANGSTROMS_PER_NM
     if model.absent is not None:
         metrics = molecular_metrics(conformers, data.test_x, data.topology, scoring.threshold_nm, energies=False,
@@ -436,6 +441,8 @@ def score(data: MoleculeDataset, conformers: torch.Tensor, reference_energies: n
                        mean_reference=None, excluded_generated=None, n_generated=len(conformers),
                        energies_absent=model.absent)
         return metrics, None
+    if reference_energies is None:
+        raise ValueError("reference_energies: required unless model.absent says why there are no energies")
     energies = openmm_energies(conformers, data.topology, constrain=model.constrain)
     cutoff = scoring.energy_cutoff
     kept = bool((energies <= cutoff).any())  # NaN compares False: a broken frame is never kept
@@ -488,8 +495,10 @@ def evaluate(ctx: RunContext, data: MoleculeDataset, encoder: Encoder, generator
     (energy histograms when there are energies, Ramachandran plots for a dipeptide, COV-against-τ curves as PNG
     and JSON) and returns the rows, the floor and the figures' paths in the run folder."""
     seed = ctx.workspace.seed
-    reference_energies = None if model.absent else openmm_energies(data.test_x, data.topology)
-    energies: dict[str, np.ndarray] = {"reference (MD test)": reference_energies}
+    reference_energies = None if model.absent is not None else openmm_energies(data.test_x, data.topology)
+    energies: dict[str, np.ndarray] = {}
+    if reference_energies is not None:
+        energies["reference (MD test)"] = reference_energies
     conformers: dict[str, torch.Tensor] = {"reference (MD test)": data.test_x}
 
     count = min(num_samples, data.train_x.shape[0])
@@ -512,7 +521,8 @@ def evaluate(ctx: RunContext, data: MoleculeDataset, encoder: Encoder, generator
         log.info("%s: %s", _label(method, nfe), {k: row[k] for k in ("cov_r", "cov_p", "amr_r", "amr_p",
                                                                      "energy_error_percent", "excluded_generated")})
         rows.append(row)
-        energies[_label(method, nfe)] = row_energies
+        if row_energies is not None:
+            energies[_label(method, nfe)] = row_energies
         conformers[_label(method, nfe)] = xyz
     figures = {}
     if model.absent is None:
@@ -584,6 +594,7 @@ def run(ctx: RunContext, base_kind: str = "fm") -> RunResult:
 
     error = cache.error_summary()
     provenance = {key: value for key, value in data.provenance.items() if key != "cache_path"}
+    costs = {name: student.cost for name, student in students.items()}
     system = parse_data(ctx.options.data)[0] if is_builtin(ctx.options.data) else None
     length = f"{provenance.get('nanoseconds', '?')} ns" if system else provenance["trajectory"]
     title = (
@@ -615,13 +626,13 @@ def run(ctx: RunContext, base_kind: str = "fm") -> RunResult:
                    "num_samples": n},
         "base_sampler": {"method": generator.method, "steps": generator.num_steps},
         "inversion_error": error,
-        "distillation": {name: student.cost for name, student in students.items()},
+        "distillation": costs,
         "md_train": floor,
         "rows": rows,
         "figures": figures,
     }
     notes = _notes(data, rows, floor, model, scoring, error, figures)
-    distillation = distillation_note(metrics["distillation"])
+    distillation = distillation_note(costs)
     return RunResult(metrics, f"## {title}\n\n{table(rows, scoring)}\n{notes}\n\n{distillation}\n")
 
 
