@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bfr_fast.checkpoint import atomic_write
 from bfr_fast.checks import non_negative_int, positive_int
 from bfr_fast.data import to_uint8
 
@@ -37,9 +38,8 @@ def image_grid(images: torch.Tensor, nrow: int = 10, padding: int = 1, scale: in
 
 
 def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int = 10, scale: int = 1) -> Path:
-    """Writes :func:`image_grid` of ``images`` to a PNG file and returns its path."""
+    """Writes :func:`image_grid` of ``images`` to a PNG file atomically (:func:`~bfr_fast.checkpoint.atomic_write`)
+    and returns its path."""
     grid = image_grid(images, nrow=nrow, scale=scale)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid).save(path)
-    return path
+    image = Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid)
+    return atomic_write(path, lambda f: image.save(f, format="PNG"))
