@@ -90,7 +90,7 @@ def _disk_error(error: BaseException) -> OSError | None:
     return None
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> Path:
     """Writes a file atomically: ``write`` fills a temporary file, which then replaces ``path``.
 
     The temporary file lives in the same folder; it is flushed and fsynced, then renamed over ``path`` (an

@@ -23,8 +23,9 @@ from torch import nn
 
 from bfr_fast.checks import positive_float, positive_int
 from bfr_fast.data import ImageDataset, load_dataset
-from bfr_fast.models import CONVENTIONS, TIME_DIRECTIONS
+from bfr_fast.engine.run_folder import RunFolder
 from bfr_fast.metrics import metric_label
+from bfr_fast.models import CONVENTIONS, TIME_DIRECTIONS
 from bfr_fast.pipelines.evaluation import Scorer, build_extractor, evaluate_row
 from bfr_fast.pipelines.generators import (
     DDPM_TIMES,
@@ -48,7 +49,6 @@ from bfr_fast.pipelines.workspace import Workspace
 from bfr_fast.solvers import TABLEAUX
 from bfr_fast.train.options import PRECISIONS, check_num_samples, default_cache_dir
 from bfr_fast.train.recipes.base import RunResult
-from bfr_fast.engine.run_folder import RunFolder
 from bfr_fast.train.runner import execute, guarded_main, refuse_changed_options
 
 

@@ -7,7 +7,7 @@ operations, and accumulate in float32 (or float64 where stated); tests compare t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, overload
 
 import torch
 
@@ -17,8 +17,17 @@ def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+@overload
+def per_sample(coeff: torch.Tensor, like: torch.Tensor) -> torch.Tensor: ...
+
+
+@overload
+def per_sample(coeff: float, like: torch.Tensor) -> float: ...
+
+
 def per_sample(coeff: float | torch.Tensor, like: torch.Tensor) -> float | torch.Tensor:
-    """Broadcasts a scalar or a ``(B,)`` coefficient over the non-batch dims of ``like``."""
+    """Broadcasts a scalar or a ``(B,)`` coefficient over the non-batch dims of ``like`` (a tensor stays a tensor,
+    a number a float)."""
     if isinstance(coeff, torch.Tensor):
         return coeff.reshape((-1,) + (1,) * (like.dim() - 1))
     return float(coeff)

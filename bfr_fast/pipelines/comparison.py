@@ -28,15 +28,15 @@ import torch
 from torch import nn
 
 from bfr_fast.data import ImageDataset
+from bfr_fast.engine.trainer import TrainConfig
 from bfr_fast.losses import DEFARLoss, FlowMatchingLoss, InputPerturbationLoss, PathLoss, ScheduledSamplingLoss
 from bfr_fast.paths import Interpolant, LinearPath, sde_drift_and_diffusion
-from bfr_fast.solvers import ODESolver, SDESolver
 from bfr_fast.pipelines.evaluation import Scorer, evaluate_row
 from bfr_fast.pipelines.presets import image_preset
 from bfr_fast.pipelines.sampling import balanced_labels, source_noise
 from bfr_fast.pipelines.training import TrainedFlow, ema_decay, label_dropout, train_config, train_flow
 from bfr_fast.pipelines.workspace import Workspace
-from bfr_fast.engine.trainer import TrainConfig
+from bfr_fast.solvers import ODESolver, SDESolver
 
 log = logging.getLogger("bfr_fast")
 

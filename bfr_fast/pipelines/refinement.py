@@ -35,6 +35,7 @@ from torch import nn
 from bfr_fast.checkpoint import atomic_save, load
 from bfr_fast.checks import choice, positive_float, positive_int, probability
 from bfr_fast.data import ImageDataset, RefinerAugmentation
+from bfr_fast.engine.trainer import PRECISIONS, TrainConfig
 from bfr_fast.metrics import FeatureExtractor, ImageFeatures, metric_label
 from bfr_fast.models import UNet
 from bfr_fast.pipelines.evaluation import Scorer, evaluate_row
@@ -59,7 +60,6 @@ from bfr_fast.refiners import (
     student_of,
 )
 from bfr_fast.report import markdown_table, tables
-from bfr_fast.engine.trainer import PRECISIONS, TrainConfig
 
 log = logging.getLogger("bfr_fast")
 

@@ -108,8 +108,8 @@ class FrozenGenerator:
         return self._run(self.solver.invert, x, y, progress, "invert")
 
     def _run(
-        self, integrate: Callable[..., tuple[torch.Tensor, int]], x: torch.Tensor, y: torch.Tensor | None,
-        progress: bool, label: str,
+        self, integrate: Callable[..., torch.Tensor | tuple[torch.Tensor, int]], x: torch.Tensor,
+        y: torch.Tensor | None, progress: bool, label: str,
     ) -> tuple[torch.Tensor, int]:
         if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[0] == 0:
             raise ValueError(f"expected a non-empty (N, ...) tensor, got {getattr(x, 'shape', type(x).__name__)}")
@@ -120,7 +120,9 @@ class FrozenGenerator:
         for start in progress_bar(starts, enabled=progress, desc=label, dynamic_ncols=True):
             extras = {} if y is None else {"y": y[start : start + self.batch_size]}
             chunk = x[start : start + self.batch_size]
-            out, nfe = integrate(chunk, num_steps=self.num_steps, return_nfe=True, **extras)
+            result = integrate(chunk, num_steps=self.num_steps, return_nfe=True, **extras)
+            assert isinstance(result, tuple)  # return_nfe=True: (samples, nfe)
+            out, nfe = result
             outputs.append(out)
         return torch.cat(outputs), nfe
 

@@ -3,8 +3,12 @@ the spectral diagnostics (PFR/FEL against t) as PNG and JSON, and training curve
 
 from bfr_fast.report.curve_plots import plot_training_curve
 from bfr_fast.report.grid import image_grid, save_image_grid
-from bfr_fast.report.molecular_plots import plot_coverage_curves, plot_energy_histograms, plot_ramachandran
-from bfr_fast.report.molecular_plots import write_coverage_curves
+from bfr_fast.report.molecular_plots import (
+    plot_coverage_curves,
+    plot_energy_histograms,
+    plot_ramachandran,
+    write_coverage_curves,
+)
 from bfr_fast.report.spectral_plots import plot_exposure_bias_maps, plot_spectral_curves, write_spectral_curves
 from bfr_fast.report.tables import markdown_table, summarize
 

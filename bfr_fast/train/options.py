@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
+from bfr_fast.engine.trainer import PRECISIONS
 from bfr_fast.metrics.image import PRECISION_RECALL_K
 from bfr_fast.metrics.inception import InceptionExtractor
-from bfr_fast.engine.trainer import PRECISIONS
 
 PATH_OPTIONS = ("out", "data_root", "inception", "cache_dir", "topology")
 

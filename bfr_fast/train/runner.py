@@ -17,12 +17,12 @@ from typing import Any, Protocol, TypeVar
 import torch
 
 from bfr_fast.checkpoint import write_failure
+from bfr_fast.engine import distributed
+from bfr_fast.engine.run_folder import FILE_ONLY, RunFolder, configure_logging, write_text_atomic
 from bfr_fast.ops import backend_report
 from bfr_fast.pipelines.workspace import Workspace
-from bfr_fast.engine import distributed
 from bfr_fast.train.options import resolve_device
 from bfr_fast.train.recipes.base import RunResult
-from bfr_fast.engine.run_folder import FILE_ONLY, RunFolder, configure_logging, write_text_atomic
 
 log = logging.getLogger("bfr_fast")
 

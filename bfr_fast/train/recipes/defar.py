@@ -53,7 +53,6 @@ from dataclasses import replace
 from typing import Any
 
 from bfr_fast.metrics import evaluate_images, metric_label
-from bfr_fast.report import markdown_table, plot_training_curve, tables
 from bfr_fast.pipelines.comparison import (
     COUPLING,
     METHODS,
@@ -69,6 +68,7 @@ from bfr_fast.pipelines.evaluation import evaluate_row
 from bfr_fast.pipelines.presets import image_preset
 from bfr_fast.pipelines.refinement import METRICS
 from bfr_fast.pipelines.training import label_dropout, train_flow
+from bfr_fast.report import markdown_table, plot_training_curve, tables
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
 from bfr_fast.train.recipes.common import comparison_budget, load_data, scorer, select
 

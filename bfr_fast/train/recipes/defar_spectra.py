@@ -25,12 +25,12 @@ import numpy as np
 import torch
 
 from bfr_fast.metrics.spectral import CURVE_NAMES
-from bfr_fast.report import markdown_table
-from bfr_fast.report.spectral_plots import plot_exposure_bias_maps, plot_spectral_curves, write_spectral_curves
 from bfr_fast.pipelines.comparison import METHODS, defar_budget
 from bfr_fast.pipelines.presets import image_preset
 from bfr_fast.pipelines.spectra import exposure_bias_maps, spectral_curves
 from bfr_fast.pipelines.training import label_dropout, train_flow
+from bfr_fast.report import markdown_table
+from bfr_fast.report.spectral_plots import plot_exposure_bias_maps, plot_spectral_curves, write_spectral_curves
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
 from bfr_fast.train.recipes.common import batch_size, load_data, optimisation, select, steps
 
