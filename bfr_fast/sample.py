@@ -112,7 +112,7 @@ def load_refiner(run: Path, name: str, described: SampledRun, device: torch.devi
         if name in described.refiners:
             raise ValueError(f"--refiner: {path} is missing, though {run / 'metrics.json'} lists {name!r}; rerun "
                              f"its {described.command} command with --resume (options in {run / 'config.json'}), "
-                             "which trains it again")
+                             "which makes it again")
         have = sorted(p.name.removesuffix("-refiner.pt") for p in (run / "checkpoints").glob("*-refiner.pt"))
         raise ValueError(f"--refiner: {run} has no {name!r} refiner; it has {[BASE, *have]}")
     image_shape = described.image_shape

@@ -258,7 +258,7 @@ def test_sample_names_a_deleted_refiner_file_and_the_way_back(finished_run, tmp_
     assert _one_line(capsys) == (
         f"error: --refiner: {run / 'checkpoints' / 'lfr_reflow-refiner.pt'} is missing, though "
         f"{run / 'metrics.json'} lists 'lfr_reflow'; rerun its python -m bfr_fast.refine command with --resume "
-        f"(options in {run / 'config.json'}), which trains it again")
+        f"(options in {run / 'config.json'}), which makes it again")
     args[args.index("--refiner") + 1] = "fmrefiner"  # never trained: the refiners it has
     assert sample_main(args) == 2
     assert "has no 'fmrefiner' refiner; it has ['base', 'dfr', 'dfr_reflow', 'lfr']" in _one_line(capsys)
