@@ -27,7 +27,7 @@ from bfr_fast.models.conventions import default_time
 from bfr_fast.paths import DDPMSchedule, ProbabilityFlowVelocity
 from bfr_fast.paths.ddpm import ModelTime
 from bfr_fast.pipelines.presets import image_preset
-from bfr_fast.pipelines.weights import load_weights
+from bfr_fast.pipelines.weights import key_mismatch, load_weights
 from bfr_fast.refiners import FrozenGenerator
 from bfr_fast.solvers import TABLEAUX
 
@@ -219,11 +219,6 @@ def _from_pretrained(factory: Callable[..., Any], spec: GeneratorSpec, folder: P
         raise ValueError(f"--checkpoint: {spec.source}.from_pretrained({folder}) failed: {first}") from None
 
 
-def _key_mismatch(network: nn.Module, state: dict[str, Any]) -> tuple[list[str], list[str]]:
-    expected = set(network.state_dict())
-    return sorted(expected - set(state)), sorted(set(state) - expected)
-
-
 def build_run_network(run: Path, image_shape: tuple[int, int, int], num_classes: int | None) -> nn.Module:
     """The EMA base of a run of this project (``checkpoints/base.pt``), rebuilt with the preset of its images.
 
@@ -238,7 +233,7 @@ def build_run_network(run: Path, image_shape: tuple[int, int, int], num_classes:
         raise ValueError(f"--generator: {path} is not a trainer checkpoint (no EMA weights)")
     weights = {k.removeprefix("module."): v for k, v in ema.items() if k.startswith("module.")}
     network = image_preset(image_shape).build(image_shape[0], num_classes)
-    missing, unexpected = _key_mismatch(network, weights)
+    missing, unexpected = key_mismatch(network, weights)
     if missing or unexpected:
         raise ValueError(f"--generator: {path} does not hold the base of {image_shape} images this project builds")
     network.load_state_dict(weights)

@@ -385,7 +385,8 @@ def fit_refiners(
 
     def fit(method: str, refiner: Refiner, loss: Loss, data: torch.Tensor, labels: torch.Tensor | None,
             offset: int) -> Refiner:
-        return fit_refiner(ws, f"{prefix}{method}", refiner, loss, data, labels, offset, config, batch_size)
+        with timed_stage(f"refiner {prefix}{method}"):
+            return fit_refiner(ws, f"{prefix}{method}", refiner, loss, data, labels, offset, config, batch_size)
 
     refiners: dict[str, Refiner] = {}
     if "noise_injection" in methods:
@@ -486,16 +487,18 @@ def distill_refiners(ws: Workspace, generator: FrozenGenerator, refiners: dict[s
     """
     students: dict[str, Distilled] = {}
     if "dfr" in refiners:
-        sources = cached_pool(ws, generator, sample_shape, plan.pairs, num_classes, "dfr_reflow-sources",
-                              PAIRS_SEED_OFFSET)
-        distilled = distill_refiner(ws, plan, "dfr_reflow", refiners["dfr"], sources.x, sources.y, 5)
+        with timed_stage("distillation dfr_reflow"):
+            sources = cached_pool(ws, generator, sample_shape, plan.pairs, num_classes, "dfr_reflow-sources",
+                                  PAIRS_SEED_OFFSET)
+            distilled = distill_refiner(ws, plan, "dfr_reflow", refiners["dfr"], sources.x, sources.y, 5)
         distilled.cost["base_nfe"] = generator.nfe
         students["dfr_reflow"] = distilled
     if "lfr" in refiners:
         count = plan.pairs * (num_classes or 1)
         z = source_noise(count, sample_shape, ws.seed + PAIRS_SEED_OFFSET, ws.device)
         labels = balanced_labels(count, num_classes, ws.device)
-        students["lfr_reflow"] = distill_refiner(ws, plan, "lfr_reflow", refiners["lfr"], z, labels, 6)
+        with timed_stage("distillation lfr_reflow"):
+            students["lfr_reflow"] = distill_refiner(ws, plan, "lfr_reflow", refiners["lfr"], z, labels, 6)
     return students
 
 
@@ -686,7 +689,7 @@ def refine(
         ws: The run: every stage is cached in its folder and loaded instead of recomputed when it resumes.
         task: The frozen generator, the data and the budget.
         scorer: The metrics' feature space and reference (None on ranks other than the main one: they train only).
-        methods: The refiners to train, of :data:`REFINERS`, in the order given.
+        methods: The refiners to train, of :data:`REFINERS`.
         distill: Also distil the DFR and the LFR (when trained) into 1-NFE students (rows ``*_reflow``).
 
     Returns:
@@ -696,18 +699,9 @@ def refine(
         pool = sample_pool(ws, task)
     with timed_stage("inversion cache"):
         cache = inversion_cache(ws, task)
-    # One refiner (and one student) per call, for a log line each. Given in REFINERS's order (as the CLI and the
-    # recipes give them), the networks are those of one call: the same calls, seeds and global-RNG draws in turn.
-    refiners: dict[str, Refiner] = {}
-    for method in methods:
-        with timed_stage(f"refiner {method}"):
-            refiners |= train_refiners(ws, task, pool, cache, (method,))
-    students: dict[str, Distilled] = {}
-    for teacher in ("dfr", "lfr") if distill else ():  # the refiners distill_refiners distils
-        if teacher in refiners:
-            with timed_stage(f"distillation {teacher}_reflow"):
-                students |= distill_refiners(ws, task.generator, {teacher: refiners[teacher]},
-                                             task.data.image_shape, task.num_classes, task.budget.distillation())
+    refiners = train_refiners(ws, task, pool, cache, methods)  # a timed log line per refiner and per student
+    students = distill_refiners(ws, task.generator, refiners, task.data.image_shape, task.num_classes,
+                                task.budget.distillation()) if distill else {}
     refiners |= {name: student.refiner for name, student in students.items()}
     rows: list[dict[str, Any]] = []
     if scorer is not None and ws.is_main:  # every rank trains; the main process alone evaluates

@@ -106,6 +106,13 @@ def strip_wrapper_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch
     return out
 
 
+def key_mismatch(network: nn.Module, state: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """``(missing, unexpected)``: the sorted keys of ``network``'s state dict absent from ``state``, and the keys of
+    ``state`` the network does not have."""
+    expected = set(network.state_dict())
+    return sorted(expected - set(state)), sorted(set(state) - expected)
+
+
 def load_weights(network: nn.Module, path: Path, key: str | None, source: str) -> None:
     """Loads the weights in the checkpoint file ``path`` into ``network``.
 
@@ -124,8 +131,7 @@ def load_weights(network: nn.Module, path: Path, key: str | None, source: str) -
         _load_ema(network, weights["shadow_params"], path, source)
         return
     state = strip_wrapper_prefixes(weights)
-    expected = set(network.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    missing, unexpected = key_mismatch(network, state)
     if missing or unexpected:
         raise ValueError(f"--checkpoint: {path} does not fit {source}: {len(missing)} missing keys {missing[:3]}, "
                          f"{len(unexpected)} unexpected {unexpected[:3]}; check --generator and its arguments "

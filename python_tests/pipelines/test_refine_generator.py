@@ -4,7 +4,6 @@ network object too, and the run ends with the real-data floor."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -12,16 +11,7 @@ from bfr_fast.refine import main as refine_main
 from bfr_fast.refine import refine_generator
 from bfr_fast.sample import main as sample_main
 
-HERE = Path(__file__).parent
 BUDGET = {"steps": 2, "num_samples": 30, "eval_seeds": 1, "device": "cpu"}
-
-
-@pytest.fixture()
-def memorized(monkeypatch):
-    monkeypatch.syspath_prepend(str(HERE))
-    import memorized  # noqa: PLC0415 - on the path just above
-
-    return memorized
 
 
 def test_the_python_entry_point_gives_the_clis_rows(tmp_path, memorized, capsys):

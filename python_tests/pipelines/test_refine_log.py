@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from bfr_fast.refine import main as refine_main
 
-HERE = Path(__file__).parent
 STAGES = ("pool", "inversion cache", "refiner dfr", "refiner lfr", "distillation dfr_reflow",
           "distillation lfr_reflow", "evaluation")
 
 
-def test_the_log_has_one_timed_line_per_stage(tmp_path, monkeypatch, capsys):
-    monkeypatch.syspath_prepend(str(HERE))  # memorized.py: a good base at no training cost
+def test_the_log_has_one_timed_line_per_stage(tmp_path, memorized, capsys):
     out = tmp_path / "run"
     assert refine_main(["--generator", "memorized:Flow", "--generator-kwargs", '{"smoothing": 0.1}', "--data", "digits",
                         "--sampler-steps", "4", "--steps", "2", "--distill-steps", "2", "--num-samples", "30",

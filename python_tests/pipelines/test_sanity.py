@@ -19,19 +19,12 @@ from bfr_fast.pipelines.refinement import RefinementTask, refinement_budget
 from bfr_fast.pipelines.sanity import BaseLooksBroken, SanityCheck, check_base, measure_base
 from bfr_fast.refine import main as refine_main
 
-HERE = Path(__file__).parent
-
 
 @pytest.fixture(scope="module")
 def scorer(tmp_path_factory):
     data = load_dataset("digits")
     extractor = build_extractor(data, None, tmp_path_factory.mktemp("cache"), torch.device("cpu"))
     return data, Scorer.of(extractor, data)
-
-
-@pytest.fixture()
-def memorized(monkeypatch):
-    monkeypatch.syspath_prepend(str(HERE))
 
 
 def _task(spec: GeneratorSpec, scorer) -> RefinementTask:
