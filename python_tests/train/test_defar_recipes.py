@@ -13,10 +13,19 @@ import torch
 from bfr_fast.checkpoint import load
 from bfr_fast.models import UNet
 from bfr_fast.paths import VPInterpolant
-from bfr_fast.train.cli import main
-from bfr_fast.pipelines.comparison import METHODS, SAMPLE_ROWS, DefarBudget, EvalSampler, defar_budget
+from bfr_fast.pipelines.comparison import (
+    MAX_EMA_DECAY_28,
+    METHODS,
+    SAMPLE_ROWS,
+    ComparisonSetup,
+    DefarBudget,
+    EvalSampler,
+    defar_budget,
+)
 from bfr_fast.pipelines.sampling import SamplerSpec
-from bfr_fast.train.recipes.defar import DEFAULT_METHODS, parts
+from bfr_fast.pipelines.training import ema_decay
+from bfr_fast.train.cli import main
+from bfr_fast.train.recipes.defar import DEFAULT_METHODS, paired_fd_differences, parts
 from bfr_fast.train.recipes.defar_ablation import tables
 
 # Model calls per training step (with gradient) of each method: docs/design.md §5.6–5.7 and the losses' docstrings.
@@ -292,3 +301,37 @@ def test_eval_sampler_ode_is_euler_and_sde_is_finite():
     assert not torch.equal(first, vp.sample(model, noise, labels, seed=2))
     with pytest.raises(ValueError, match="steps"):
         EvalSampler(1, sde=True)
+
+
+def test_paired_fd_differences_pair_by_seed_with_ratios():
+    rows = [{"method": m, "seed": s, "nfe": 10, "fd": fd, "raw_fd": raw}
+            for m, s, fd, raw in [("fm", 0, 2.0, 4.0), ("fm", 1, 1.0, 2.0), ("defar", 0, 1.0, 4.0), ("defar", 1, 1.5, 1.0)]]
+    (entry,) = paired_fd_differences(rows)
+    assert entry["method"] == "defar" and entry["seeds"] == 2 and entry["better_seeds"] == 1
+    assert entry["fd_minus_baseline"] == "-0.25 ± 1.1"  # -1 and +0.5
+    assert entry["fd_ratio"] == "1 ± 0.71" and entry["raw_fd_ratio"] == "0.75 ± 0.35"  # 0.5, 1.5; 1, 0.5
+    del rows[0]["raw_fd"]
+    assert "raw_fd_ratio" not in paired_fd_differences(rows)[0]
+
+
+def test_28x28_budget_bounds_the_ema_and_scores_raw_weights():
+    budget = defar_budget((1, 28, 28))
+    assert budget.max_ema_decay == MAX_EMA_DECAY_28 and budget.score_raw and budget.steps == 4000
+    assert defar_budget((1, 8, 8)).max_ema_decay is None and not defar_budget((1, 8, 8)).score_raw
+    setup = ComparisonSetup(SimpleNamespace(image_shape=(1, 28, 28)), budget, (0,), None, torch.zeros(1),
+                            torch.zeros(1), 0, "recipe")
+    assert setup.config(4000).ema_decay == MAX_EMA_DECAY_28  # ema_decay(4000) would be 0.999
+    assert setup.config(100).ema_decay == ema_decay(100)  # already shorter than the bound
+    assert setup.continuation(1000).ema_decay == MAX_EMA_DECAY_28  # ema_decay(1000) would be 0.9975
+
+
+def test_28x28_rows_score_the_raw_weights_on_the_same_noise(tmp_path, extractor_cache):
+    out = tmp_path / "m"
+    args = ["--recipe", "defar", "--out", str(out), "--steps", "3", "--cache-dir", str(extractor_cache),
+            "--device", "cpu", "--data", "mnist5k", "--seeds", "1", "--num-samples", "20", "--select", "fm"]
+    assert main(args) == 0
+    rows = json.loads((out / "metrics.json").read_text())["rows"]
+    assert {r["nfe"] for r in rows} == set(NFES)
+    for row in rows:  # 3 steps: the EMA (decay 1 - 2.5/3) is not the raw network, so their scores differ
+        assert math.isfinite(row["raw_fd"]) and math.isfinite(row["raw_kid"]) and row["raw_fd"] != row["fd"]
+    assert "FD-mnist5knet raw weights" in (out / "results.md").read_text()

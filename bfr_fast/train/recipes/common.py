@@ -83,8 +83,8 @@ def scorer(ctx: RunContext, data: ImageDataset) -> Scorer | None:
 
 def comparison_budget(ctx: RunContext, budget: ComparisonBudget) -> ComparisonBudget:
     """A loss comparison's ``budget`` with ``--steps``, ``--seeds``, ``--num-samples``, ``--lr``, ``--batch-size``
-    and ``--precision`` applied."""
+    and ``--precision`` applied (its EMA bound and raw scoring kept)."""
     o = ctx.options
     return ComparisonBudget(steps=o.steps or budget.steps, seeds=o.seeds or budget.seeds,
                             num_samples=o.num_samples or budget.num_samples, lr=o.lr, batch_size=o.batch_size,
-                            precision=o.precision)
+                            precision=o.precision, max_ema_decay=budget.max_ema_decay, score_raw=budget.score_raw)

@@ -131,21 +131,29 @@ def parts(ctx: RunContext) -> list[str]:
 
 
 def paired_fd_differences(rows: list[dict[str, Any]], baseline: str = "fm") -> list[dict[str, Any]]:
-    """Per method and NFE: FD(method) - FD(baseline) for each training seed (same init, same batches), mean ± std.
+    """Per method and NFE: FD(method) - FD(baseline) and FD(method) / FD(baseline) for each training seed (same
+    init, same batches), mean ± std over seeds; the ratio of the raw weights' FDs too where the rows have them.
 
     Pairing by seed removes the part of the spread that the seed gives every method alike.
     """
-    base = {(r["seed"], r["nfe"]): r["fd"] for r in rows if r["method"] == baseline}
-    groups: dict[tuple[str, int], list[float]] = {}
+    base = {(r["seed"], r["nfe"]): r for r in rows if r["method"] == baseline}
+    groups: dict[tuple[str, int], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     for r in rows:
         if r["method"] != baseline and (r["seed"], r["nfe"]) in base:
-            groups.setdefault((r["method"], r["nfe"]), []).append(r["fd"] - base[(r["seed"], r["nfe"])])
+            groups.setdefault((r["method"], r["nfe"]), []).append((r, base[(r["seed"], r["nfe"])]))
+
+    def spread(values: list[float]) -> str:
+        return f"{statistics.fmean(values):.4g}" + (f" ± {statistics.stdev(values):.2g}" if len(values) > 1 else "")
+
     out = []
-    for (method, nfe), diffs in groups.items():
-        mean = statistics.fmean(diffs)
-        spread = f" ± {statistics.stdev(diffs):.2g}" if len(diffs) > 1 else ""
-        out.append({"method": method, "nfe": nfe, "seeds": len(diffs), "fd_minus_baseline": f"{mean:.4g}{spread}",
-                    "better_seeds": sum(d < 0 for d in diffs)})
+    for (method, nfe), pairs in groups.items():
+        diffs = [r["fd"] - b["fd"] for r, b in pairs]
+        entry = {"method": method, "nfe": nfe, "seeds": len(pairs), "fd_minus_baseline": spread(diffs),
+                 "fd_ratio": spread([r["fd"] / b["fd"] for r, b in pairs]),
+                 "better_seeds": sum(d < 0 for d in diffs)}
+        if all("raw_fd" in r and "raw_fd" in b for r, b in pairs):
+            entry["raw_fd_ratio"] = spread([r["raw_fd"] / b["raw_fd"] for r, b in pairs])
+        out.append(entry)
     return out
 
 
@@ -265,11 +273,15 @@ def run(ctx: RunContext) -> RunResult:
                        ("nfe", "NFE"), ("seeds", "seeds")] + [(k, metric_label(k, name)) for k in METRICS]
     row_columns = [("method", "method"), ("seed", "train seed"), ("nfe", "NFE"), ("train_steps", "steps"),
                    ("train_seconds", "train s")] + [(k, metric_label(k, name)) for k in METRICS]
+    if setup.budget.score_raw:
+        row_columns += [("raw_fd", f"{metric_label('fd', name)} raw weights"),
+                        ("raw_kid", f"{metric_label('kid', name)} raw weights")]
 
     def diff_columns(baseline: str) -> list[tuple[str, str]]:
         return [("method", "method"), ("nfe", "NFE"), ("seeds", "seeds"),
                 ("fd_minus_baseline", f"{metric_label('fd', name)} − {baseline}'s (same seed)"),
-                ("better_seeds", f"seeds better than {baseline}")]
+                ("fd_ratio", f"÷ {baseline}'s"), ("better_seeds", f"seeds better than {baseline}")] + (
+                    [("raw_fd_ratio", f"raw weights: ÷ {baseline}'s")] if setup.budget.score_raw else [])
 
     batch = setup.budget.batch_size or image_preset(data.image_shape).batch_size
     optimiser = "the paper's optimiser (Adam, lr 1e-4, clip 0.2)" if setup.optimiser == "paper" else \
