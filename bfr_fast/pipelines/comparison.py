@@ -31,6 +31,7 @@ from bfr_fast.data import ImageDataset
 from bfr_fast.engine.trainer import TrainConfig
 from bfr_fast.losses import DEFARLoss, FlowMatchingLoss, InputPerturbationLoss, PathLoss, ScheduledSamplingLoss
 from bfr_fast.metrics import evaluate_images
+from bfr_fast.models import UNet
 from bfr_fast.paths import Interpolant, LinearPath, sde_drift_and_diffusion
 from bfr_fast.pipelines.evaluation import Scorer, evaluate_row
 from bfr_fast.pipelines.presets import image_preset
@@ -97,13 +98,14 @@ class EvalSampler:
     def sample(self, model: nn.Module, noise: torch.Tensor, labels: torch.Tensor | None, seed: int) -> torch.Tensor:
         """Samples from ``noise`` (the SDE's increments drawn from a generator seeded by ``seed``); the ODE in chunks
         of :data:`SAMPLE_ROWS` rows, which changes nothing but the speed."""
-        extras = {} if labels is None else {"y": labels}
+        # dict[str, Any]: a ** of dict[str, Tensor] would be checked against the solvers' other keyword parameters
+        extras: dict[str, Any] = {} if labels is None else {"y": labels}
         grid = torch.linspace(0.0, self.interpolant.t_max, self.steps + 1)
         if not self.sde:
             solver = ODESolver(model, method="euler")
             return torch.cat([
                 solver.sample(noise[i:i + SAMPLE_ROWS], time_grid=grid,
-                              **({} if labels is None else {"y": labels[i:i + SAMPLE_ROWS]}))
+                              **{key: value[i:i + SAMPLE_ROWS] for key, value in extras.items()})
                 for i in range(0, noise.shape[0], SAMPLE_ROWS)
             ])
         drift, diffusion = sde_drift_and_diffusion(model, self.interpolant)
@@ -275,16 +277,20 @@ def run_variants(
                         raise ValueError(f"{variant.name}: no checkpoint {start_from} of {variant.start_from!r} to "
                                          "continue; train it first")
                     config = setup.continuation(variant.extra_steps)
+
+                def make_loss(m: UNet, v: LossVariant = variant) -> PathLoss:
+                    return v.build(label_dropout=label_dropout(setup.data), null_class=m.null_class)
+
                 start = time.perf_counter()
-                trained = train_flow(
-                    ws, setup.data,
-                    lambda m, v=variant: v.build(label_dropout=label_dropout(setup.data), null_class=m.null_class),
-                    setup.stem(variant.name, seed), config, setup.budget.batch_size, seed=seed, start_from=start_from,
-                )
+                trained = train_flow(ws, setup.data, make_loss, setup.stem(variant.name, seed), config,
+                                     setup.budget.batch_size, seed=seed, start_from=start_from)
                 setup.trained[(variant.name, seed)] = (trained, time.perf_counter() - start)
             if not ws.is_main or setup.scorer is None:
                 continue
             (ema, trainer, loss), seconds = setup.trained[(variant.name, seed)]
+            # make_loss built it: a PathLoss, which TrainedFlow (shared with fit_network's any-callable losses) types
+            # as a plain loss callable
+            assert isinstance(loss, PathLoss)
             passes = loss.forward_passes
             for sampler in variant.samplers:
                 key = (variant.name, seed, sampler.tag)

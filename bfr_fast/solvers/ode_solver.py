@@ -9,6 +9,7 @@ so the loop itself never synchronises with the device (no ``.item()``, no branch
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal, overload
 
 import torch
 
@@ -112,6 +113,46 @@ class ODESolver:
         self.tableau = TABLEAUX[method]
         self.backend = backend
 
+    @overload
+    def sample(
+        self,
+        x_init: torch.Tensor,
+        num_steps: int | None = ...,
+        step_size: float | None = ...,
+        time_grid: GridLike | None = ...,
+        return_intermediates: bool = ...,
+        enable_grad: bool = ...,
+        return_nfe: Literal[False] = ...,
+        **model_extras: object,
+    ) -> torch.Tensor: ...
+
+    @overload
+    def sample(
+        self,
+        x_init: torch.Tensor,
+        num_steps: int | None = ...,
+        step_size: float | None = ...,
+        time_grid: GridLike | None = ...,
+        return_intermediates: bool = ...,
+        enable_grad: bool = ...,
+        *,
+        return_nfe: Literal[True],
+        **model_extras: object,
+    ) -> tuple[torch.Tensor, int]: ...
+
+    @overload
+    def sample(
+        self,
+        x_init: torch.Tensor,
+        num_steps: int | None = ...,
+        step_size: float | None = ...,
+        time_grid: GridLike | None = ...,
+        return_intermediates: bool = ...,
+        enable_grad: bool = ...,
+        return_nfe: bool = ...,
+        **model_extras: object,
+    ) -> torch.Tensor | tuple[torch.Tensor, int]: ...
+
     def sample(
         self,
         x_init: torch.Tensor,
@@ -151,6 +192,46 @@ class ODESolver:
         """
         grid = resolve_time_grid(num_steps, step_size, time_grid, _batch_size(x_init))
         return self._integrate(x_init, grid, return_intermediates, enable_grad, return_nfe, model_extras)
+
+    @overload
+    def invert(
+        self,
+        x: torch.Tensor,
+        num_steps: int | None = ...,
+        step_size: float | None = ...,
+        time_grid: GridLike | None = ...,
+        return_intermediates: bool = ...,
+        enable_grad: bool = ...,
+        return_nfe: Literal[False] = ...,
+        **model_extras: object,
+    ) -> torch.Tensor: ...
+
+    @overload
+    def invert(
+        self,
+        x: torch.Tensor,
+        num_steps: int | None = ...,
+        step_size: float | None = ...,
+        time_grid: GridLike | None = ...,
+        return_intermediates: bool = ...,
+        enable_grad: bool = ...,
+        *,
+        return_nfe: Literal[True],
+        **model_extras: object,
+    ) -> tuple[torch.Tensor, int]: ...
+
+    @overload
+    def invert(
+        self,
+        x: torch.Tensor,
+        num_steps: int | None = ...,
+        step_size: float | None = ...,
+        time_grid: GridLike | None = ...,
+        return_intermediates: bool = ...,
+        enable_grad: bool = ...,
+        return_nfe: bool = ...,
+        **model_extras: object,
+    ) -> torch.Tensor | tuple[torch.Tensor, int]: ...
 
     def invert(
         self,

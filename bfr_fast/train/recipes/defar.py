@@ -224,7 +224,7 @@ def run_curve(ctx: RunContext, setup: ComparisonSetup, budget: DefarBudget) -> d
                  point["raw"]["fd"])
         curve.update(steps=[p["step"] for p in points], points=points)
         ctx.folder.write_json(ctx.folder.root / "curve-fm.json", curve)
-    if not points:
+    if not points or setup.scorer is None:  # on ranks other than the main one, points resumed from the file too
         return None
     curve.update(steps=[p["step"] for p in points], points=points)
     label = metric_label("fd", setup.scorer.extractor.name)
