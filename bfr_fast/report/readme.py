@@ -62,6 +62,11 @@ def _wall_seconds(root: Path, relative: str) -> float:
     return seconds
 
 
+def _wall(root: Path, relative: str) -> str:
+    """The wall time of a ``/usr/bin/time -v`` output as ``m:ss`` (its first run where the file holds several)."""
+    return _clock(_wall_seconds(root, relative))
+
+
 def _clock(seconds: float) -> str:
     """``m:ss``, or ``h:mm:ss`` from an hour, rounded to the second."""
     hours, rest = divmod(round(seconds), 3600)
@@ -96,9 +101,11 @@ def _bold(text: str, when: bool) -> str:
     return f"**{text}**" if when else text
 
 
-def _caption(run: str, command: str, source: str) -> str:
-    """A block's caption: the run folder (a link), the command that made the run, the files the block is read from."""
-    return f"Run [`{run}`]({run}): `{command}`. Written from {source} by `{GENERATOR}`."
+def _caption(run: str, command: str, source: str, timing: str | None = None) -> str:
+    """A block's caption: the run folder (a link), the command that made the run (and ``timing``, how long it took),
+    the files the block is read from."""
+    took = f", {timing}" if timing else ""
+    return f"Run [`{run}`]({run}): `{command}`{took}. Written from {source} by `{GENERATOR}`."
 
 
 def _train_command(options: Mapping[str, Any], names: Sequence[str]) -> str:
@@ -234,6 +241,18 @@ def defar_table(root: Path) -> str:
     return caption + "\n\n" + markdown_table(rows, columns)
 
 
+def defar_timing(root: Path) -> str:
+    """How long the ``defar`` recipe's default takes (README "DEFAR against flow matching"), from its timed run."""
+    folder = "docs/results/defar-digits-v2/timing"
+    options = _json(root, f"{folder}/new-default/config.json")["options"]
+    if options.get("select") is not None:
+        raise ValueError(f"{folder}/new-default/config.json: the timed run must be the default (no --select)")
+    time_file = f"{folder}/new-default/time-v.txt"
+    return (f"The default `{_train_command(options, ('recipe',))}` runs the first two comparisons in "
+            f"{_wall(root, time_file)} wall on this 2-core CPU ([timing]({folder}/README.md), "
+            f"[`time-v.txt`]({time_file}); written by `{GENERATOR}`).")
+
+
 def _molecule_rows(metrics: Mapping[str, Any], path: str,
                    selection: Sequence[tuple[str, str, int]]) -> list[dict[str, Any]]:
     """The rows named by ``(label, method, NFE refiner)``, Euler where a refiner also has an RK4 row."""
@@ -276,8 +295,11 @@ def ala2_table(root: Path) -> str:
     columns = [("method", "method"), ("nfe", "NFE refiner"), ("energy", "energy error (%), projected"),
                ("excluded", f"excluded (E > {metrics['energy_cutoff_kj_mol']:g} kJ/mol)"),
                ("amr", "AMR-R / AMR-P (Å)"), ("beta", "β/C7eq (%)")]
+    # time-v.txt's first run is the recipe's; the students' rows came from a later --resume, not timed alone.
+    timing = (f"{_wall(root, f'{folder}/time-v.txt')} wall on 2 threads of this 2-core CPU with the MD cached "
+              "(the 1-NFE students' rows from a later `--resume`)")
     caption = _caption(f"{folder}/", _train_command(options, ("recipe", "data", "coordinates", "seed")),
-                       "its `metrics.json`")
+                       "its `metrics.json` and `time-v.txt`", timing)
     return caption + "\n\n" + markdown_table(rows, columns)
 
 
@@ -314,7 +336,12 @@ def chignolin_table(root: Path) -> str:
     columns = [("method", "method"), ("nfe", "NFE refiner"), ("energy", "energy error (%)"),
                ("excluded", f"excluded (E > {metrics['energy_cutoff_kj_mol']:g})"), ("amr", "AMR-R / AMR-P (Å)")]
     command = _train_command(options, ("recipe", "data", "base_steps", "coordinates", "seed"))
-    return _caption(f"{folder}/", command, "its `metrics.json`") + "\n\n" + markdown_table(rows, columns)
+    md_time = "docs/results/chignolin-2ns/md-time-v.txt"
+    timing = (f"{_wall(root, f'{folder}/time-v.txt')} wall on 2 threads, after the 2 ns MD it caches "
+              f"({_wall(root, md_time)} wall on one thread)")
+    caption = _caption(f"{folder}/", command, f"its `metrics.json` and `time-v.txt`, and [`md-time-v.txt`]({md_time})",
+                       timing)
+    return caption + "\n\n" + markdown_table(rows, columns)
 
 
 def chignolin_1ns_table(root: Path) -> str:
@@ -418,6 +445,7 @@ def benchmark_summary(root: Path) -> str:
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "refine-ecosystem": ecosystem_table,
     "bfr-digits": bfr_digits_table,
+    "defar-timing": defar_timing,
     "defar-digits": defar_table,
     "ala2": ala2_table,
     "chignolin": chignolin_table,

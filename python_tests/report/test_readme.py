@@ -67,11 +67,23 @@ def _set_train_time(root: Path) -> None:
     path.write_text(path.read_text().replace("(h:mm:ss or m:ss): 4:31.49", "(h:mm:ss or m:ss): 1:02:03.4"))
 
 
+def _set_defar_default_time(root: Path) -> None:
+    path = root / "docs/results/defar-digits-v2/timing/new-default/time-v.txt"
+    path.write_text(path.read_text().replace("(h:mm:ss or m:ss): 43:27.12", "(h:mm:ss or m:ss): 44:01.6"))
+
+
+def _set_chignolin_md_time(root: Path) -> None:
+    path = root / "docs/results/chignolin-2ns/md-time-v.txt"
+    path.write_text(path.read_text().replace("(h:mm:ss or m:ss): 27:21.21", "(h:mm:ss or m:ss): 30:00.0"))
+
+
 @pytest.mark.parametrize(("change", "shown"), [
     (_set_lfr_energy, "| **+81.5** |"),
     (_set_rmsd_speedup, "`pairwise_rmsd` is 6.5×"),
     (_set_defar_fd, "| 2.03 ± 0.65 |"),
     (_set_train_time, "| 1:02:03 |"),
+    (_set_defar_default_time, "comparisons in 44:02 wall"),
+    (_set_chignolin_md_time, "(30:00 wall on one thread)"),
 ])
 def test_a_changed_number_makes_the_check_fail_until_rewritten(repo_copy, capsys, change, shown):
     change(repo_copy)
@@ -90,6 +102,7 @@ def test_a_changed_number_makes_the_check_fail_until_rewritten(repo_copy, capsys
 @pytest.mark.parametrize("missing", [
     "docs/results/chignolin/metrics.json",
     "docs/results/ecosystem/logs/flow_matching-refine.time",
+    "docs/results/chignolin-2ns/internal-16k/time-v.txt",
     "benchmarks/results/cpu-sampler.json",
 ])
 def test_a_missing_file_is_an_error_naming_it(repo_copy, capsys, missing):
