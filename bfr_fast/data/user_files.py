@@ -112,9 +112,9 @@ def images_from_array(array: np.ndarray, name: str, layout: str = "auto",
         if value_range != "auto":
             raise ValueError(f"value_range: only floating-point arrays take a range; {name} is {array.dtype}, "
                              "read as 8-bit pixels 0..255")
-        low, high = int(array.min()), int(array.max())
-        if low < 0 or high > 255:
-            raise ValueError(f"{name}: expected integer pixels in 0..255, got range [{low}, {high}]")
+        lowest, highest = int(array.min()), int(array.max())
+        if lowest < 0 or highest > 255:
+            raise ValueError(f"{name}: expected integer pixels in 0..255, got range [{lowest}, {highest}]")
         return from_uint8(torch.from_numpy(array.astype(np.uint8)))
     if not np.issubdtype(array.dtype, np.floating):
         raise ValueError(f"{name}: expected an integer or floating-point array, got dtype {array.dtype}")

@@ -58,7 +58,9 @@ class ScheduledSamplingLoss(PathLoss):
         super().__init__(coupling, interpolant, label_dropout, null_class)
         self.steps = check_simulation(steps, timesteps, self.interpolant, real_steps)
         self.timesteps = timesteps
-        self.real_steps = steps if real_steps is None else real_steps
+        # Python ints, as check_simulation returns steps: a NumPy count would make forward_passes NumPy integers,
+        # which a run's metrics.json cannot hold. real_steps is an integer in [1, steps] (checked above).
+        self.real_steps = self.steps if real_steps is None else int(real_steps)
 
     @property
     def forward_passes(self) -> ForwardPasses:

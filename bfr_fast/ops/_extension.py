@@ -11,9 +11,9 @@ Backend = Literal["auto", "fused", "eager"]
 BACKENDS: tuple[str, ...] = ("auto", "fused", "eager")
 
 try:
-    # Importing registers the torch.ops.bfr_fast kernels. _C is compiled (setup.py) and ships no stub, so mypy,
-    # which reads only Python sources, cannot see it.
-    from bfr_fast import _C  # type: ignore[attr-defined]
+    # Importing registers the torch.ops.bfr_fast kernels. _C is compiled (CMakeLists.txt, csrc/ops.cpp); mypy reads
+    # its functions from the stub beside it, bfr_fast/_C.pyi.
+    from bfr_fast import _C
 
     LOAD_ERROR: str | None = None
 except (ImportError, OSError) as error:  # missing build, or an ABI mismatch with the installed torch
@@ -69,10 +69,9 @@ def backend_report(device: torch.device | str) -> dict[str, str]:
     return {"backend": "eager", "reason": LOAD_ERROR or f"bfr_fast._C was built without {device_type} kernels"}
 
 
-def _loaded_extension(what: str):
+def _require_extension(what: str) -> None:
     if LOAD_ERROR is not None:
         raise RuntimeError(f"{what}: the compiled extension bfr_fast._C is not loaded ({LOAD_ERROR})")
-    return _C
 
 
 def cpu_isa() -> str:
@@ -84,7 +83,8 @@ def cpu_isa() -> str:
     Raises:
         RuntimeError: The compiled extension is not loaded.
     """
-    return _loaded_extension("cpu_isa").cpu_isa()
+    _require_extension("cpu_isa")
+    return _C.cpu_isa()
 
 
 def cpu_isas() -> tuple[str, ...]:
@@ -93,7 +93,8 @@ def cpu_isas() -> tuple[str, ...]:
     Raises:
         RuntimeError: The compiled extension is not loaded.
     """
-    return tuple(_loaded_extension("cpu_isas").cpu_isas())
+    _require_extension("cpu_isas")
+    return tuple(_C.cpu_isas())
 
 
 def set_cpu_isa(isa: str) -> str:
@@ -106,9 +107,9 @@ def set_cpu_isa(isa: str) -> str:
         ValueError: ``isa`` is not one of :func:`cpu_isas`.
         RuntimeError: The compiled extension is not loaded.
     """
-    extension = _loaded_extension("set_cpu_isa")
-    previous = extension.cpu_isa()
-    extension.set_cpu_isa(isa)
+    _require_extension("set_cpu_isa")
+    previous = _C.cpu_isa()
+    _C.set_cpu_isa(isa)
     return previous
 
 

@@ -4,7 +4,9 @@ FC weight."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,6 +27,25 @@ from bfr_fast.metrics.spectral import (
 from bfr_fast.ops import band_energy
 from bfr_fast.ops.reference import accumulation_dtype
 from bfr_fast.paths import Interpolant
+
+SpectralCurves = dict[str, Any]
+"""One cutoff's curves from :func:`spectral_curves`: ``"t"`` and each of ``CURVE_NAMES`` map to an ``(N,)`` float64
+numpy array, ``"settings"`` to a dict of scalars (values typed ``Any``: the arrays and the dict share the mapping)."""
+
+
+@contextmanager
+def _eval_mode(model: nn.Module | Callable[..., torch.Tensor]) -> Iterator[None]:
+    """A module in eval mode inside the block, its training flag restored after (even on an error); a plain callable
+    as it is."""
+    if not isinstance(model, nn.Module):
+        yield
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def _exposure_bias(
@@ -90,7 +111,7 @@ def spectral_curves(
     batch_size: int = 256,
     seed: int = 0,
     backend: str = "auto",
-) -> dict[float, dict[str, object]]:
+) -> dict[float, SpectralCurves]:
     r"""PFR of the predicted velocity, of its target and of the exposure bias, and FEL of the plain and the
     FC-reweighted loss, the weight taken at a single time and as training takes it, against t (DEFAR's Figures 3
     and 5), on a batch of real data, for each band radius of ``cutoffs``.
@@ -170,11 +191,8 @@ def spectral_curves(
     times = path.t_max * (torch.arange(num_t, dtype=torch.float64) + 0.5) / num_t
     # Rows are (t, image) pairs, t-major; each chunk's sums are added into its times' totals.
     totals = {c: torch.zeros(len(CURVE_NAMES), num_t, 2, dtype=torch.float64) for c in cutoffs}
-    was_training = model.training if isinstance(model, nn.Module) else None
-    if was_training is not None:
-        model.eval()
     dtype = accumulation_dtype(x1.dtype)
-    try:
+    with _eval_mode(model):
         for start in range(0, num_t * n, batch_size):
             rows = torch.arange(start, min(start + batch_size, num_t * n), device=x1.device)
             t_index, image = rows // n, rows % n
@@ -199,13 +217,10 @@ def spectral_curves(
                 )
                 for k, part in enumerate(parts):
                     totals[cutoff][k].index_add_(0, t_index.cpu(), part.double().cpu())
-    finally:
-        if was_training is not None:
-            model.train(was_training)
 
-    out: dict[float, dict[str, object]] = {}
+    out: dict[float, SpectralCurves] = {}
     for cutoff in cutoffs:
-        curves: dict[str, object] = {"t": times.numpy()}
+        curves: SpectralCurves = {"t": times.numpy()}
         for k, name in enumerate(CURVE_NAMES):
             rtol = PFR_RTOL if name.startswith("pfr") else 0.0
             curves[name] = guarded_ratio(totals[cutoff][k, :, 0], totals[cutoff][k, :, 1], rtol).numpy()
@@ -268,10 +283,7 @@ def exposure_bias_maps(
     x0, x1, y, _ = _sources(x1, y, loss, seed)
     path = loss.interpolant
     maps = []
-    was_training = model.training if isinstance(model, nn.Module) else None
-    if was_training is not None:
-        model.eval()
-    try:
+    with _eval_mode(model):
         for when in times:
             chunks = []
             for i in range(0, x1.shape[0], batch_size):
@@ -280,7 +292,4 @@ def exposure_bias_maps(
                 t = torch.full((a.shape[0],), float(when), device=x1.device)
                 chunks.append(_exposure_bias(model, path, a, b, labels, (t - step).clamp_min(0.0), t).abs().sum(1))
             maps.append(torch.cat(chunks))
-    finally:
-        if was_training is not None:
-            model.train(was_training)
     return torch.stack(maps, dim=1)

@@ -120,5 +120,7 @@ class RunOptions:
     def from_json(cls, payload: dict[str, Any]) -> RunOptions:
         """The options :meth:`to_json` wrote (keys of options that no longer exist are ignored)."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: (Path(v) if k in PATH_OPTIONS and v is not None else v)
-                      for k, v in payload.items() if k in names})
+        # Any: JSON values, one per field; __post_init__ checks them
+        values: dict[str, Any] = {k: (Path(v) if k in PATH_OPTIONS and v is not None else v)
+                                  for k, v in payload.items() if k in names}
+        return cls(**values)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 
@@ -124,3 +127,15 @@ def test_equal_timesteps_and_the_static_target_on_the_vp_path(recording_model):
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ScheduledSamplingLoss(**kwargs)
+
+
+@pytest.mark.parametrize(("steps", "real_steps"), [(np.int64(4), np.int64(1)), (np.int64(2), None)])
+def test_numpy_step_counts_are_kept_as_python_ints(steps, real_steps):
+    # real_steps was kept as given (and, when None, fell back to the unchecked steps): NumPy counts made the loss's
+    # forward passes NumPy integers, which a run's metrics.json could not hold.
+    loss = ScheduledSamplingLoss(steps, real_steps=real_steps)
+    assert type(loss.steps) is int and type(loss.real_steps) is int
+    passes = loss.forward_passes
+    assert (passes.total, passes.with_grad) == (loss.real_steps + 1, 1)
+    json.dumps(passes._asdict())
+    assert loss.settings["steps"] == f"{loss.real_steps}/{loss.steps} real"

@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from bfr_fast.losses import DEFARLoss, PathLoss
 from bfr_fast.metrics.spectral import CURVE_NAMES
+from bfr_fast.models import UNet
 from bfr_fast.pipelines.comparison import METHODS, defar_budget
 from bfr_fast.pipelines.presets import image_preset
 from bfr_fast.pipelines.spectra import exposure_bias_maps, spectral_curves
@@ -78,7 +80,9 @@ def run(ctx: RunContext) -> RunResult:
     y = data.test_y[:n].to(ctx.device) if data.is_labelled else None
     # The loss DEFAR trains with in the defar recipe: its coupling and the FC weight's settings.
     loss = METHODS["defar"](label_dropout=0.0)
-    if y is not None:
+    if not isinstance(loss, DEFARLoss):  # METHODS holds its losses as the PathLoss base class
+        raise TypeError(f"METHODS['defar'] builds a {type(loss).__name__}, not the DEFARLoss the spectra need")
+    if y is not None and data.num_classes is not None:  # y: the labels of a labelled data set
         means = torch.stack([data.train_x[data.train_y == c].mean(0) for c in range(data.num_classes)]).to(x1.device)
         reference = (x1 - means[y]).abs().sum(1)
     else:  # no classes: the distance to the mean image
@@ -88,11 +92,10 @@ def run(ctx: RunContext) -> RunResult:
     correlations: list[dict[str, Any]] = []
     figures = []
     for model_name in select(ctx, list(MODELS)):
-        trained = train_flow(
-            ctx.workspace, data,
-            lambda m, name=model_name: METHODS[name](label_dropout=label_dropout(data), null_class=m.null_class),
-            f"{model_name}-seed{seed}", config, size, seed,
-        )
+        def make_loss(m: UNet, name: str = model_name) -> PathLoss:
+            return METHODS[name](label_dropout=label_dropout(data), null_class=m.null_class)
+
+        trained = train_flow(ctx.workspace, data, make_loss, f"{model_name}-seed{seed}", config, size, seed)
         if not ctx.dist.is_main:
             continue
         by_cutoff = spectral_curves(trained.model, x1, y, loss=loss, num_t=NUM_T, cutoffs=CUTOFFS,
