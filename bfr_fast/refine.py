@@ -2,11 +2,11 @@
 
 Takes a frozen generator (``--generator pkg.module:factory`` with ``--checkpoint``, or ``--generator RUN`` for the
 base of a ``python -m bfr_fast.train`` run), its sampler, and the data it imitates; trains the refiners
-(``--refiners``, default DFR and LFR) and their 1-NFE students, and writes a run folder: the refiners
-(``checkpoints/<method>-refiner.pt``), ``results.md`` (the base and every refined row, FD/KID/IS/sFID/precision/recall
-in the Inception space with ``--inception``, else in the feature space of a classifier trained on the data,
-named in the column headers), ``metrics.json`` and sample grids. Draw samples afterwards with
-``python -m bfr_fast.sample --run OUT``.
+(``--refiners``, of :data:`~bfr_fast.refiners.registry.REGISTRY`; default DFR and LFR) and their 1-NFE students,
+and writes a run folder: the refiners (``checkpoints/<method>-refiner.pt``), ``results.md`` (the base and every
+refined row, FD/KID/IS/sFID/precision/recall in the Inception space with ``--inception``, else in the feature space
+of a classifier trained on the data, named in the column headers), ``metrics.json`` and sample grids. Draw samples
+afterwards with ``python -m bfr_fast.sample --run OUT``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,6 @@ from bfr_fast.pipelines.generators import (
     run_options,
 )
 from bfr_fast.pipelines.refinement import (
-    REFINERS,
     Refinement,
     RefinementTask,
     distillation_note,
@@ -46,6 +45,7 @@ from bfr_fast.pipelines.refinement import (
 )
 from bfr_fast.pipelines.sanity import check_base
 from bfr_fast.pipelines.workspace import Workspace
+from bfr_fast.refiners import registry
 from bfr_fast.solvers import TABLEAUX
 from bfr_fast.train.options import PRECISIONS, check_num_samples, default_cache_dir
 from bfr_fast.train.recipes.base import RunResult
@@ -60,7 +60,7 @@ class RefineOptions:
     generator: GeneratorSpec
     data: str
     data_root: Path | None = None
-    refiners: tuple[str, ...] = ("dfr", "lfr")
+    refiners: tuple[str, ...] = registry.refine_defaults()
     distill: bool = True
     steps: int | None = None
     distill_steps: int | None = None
@@ -127,8 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = parser.add_argument_group("data and refiners")
     d.add_argument("--data", help="digits, mnist5k, mnist, cifar10, folder or npz (default: a run's own data)")
     d.add_argument("--data-root", type=Path, help="file or folder of the data set (mnist, cifar10, folder, npz)")
-    d.add_argument("--refiners", default="dfr,lfr", help=f"comma-separated, of {','.join(REFINERS)} (default dfr,lfr)")
-    d.add_argument("--no-distill", action="store_true", help="skip the 1-NFE students (dfr_reflow, lfr_reflow)")
+    defaults = ",".join(registry.refine_defaults())
+    d.add_argument("--refiners", default=defaults,
+                   help=f"comma-separated, of: {registry.describe()} (default {defaults})")
+    d.add_argument("--no-distill", action="store_true",
+                   help=f"skip the 1-NFE students ({', '.join(registry.students())})")
     d.add_argument("--steps", type=int, help="training steps of each refiner (default by image size)")
     d.add_argument("--distill-steps", type=int, help="training steps of each 1-NFE student (default 400)")
     d.add_argument("--batch-size", type=int, help="refiner batch size (default by image size)")
@@ -170,7 +173,7 @@ def parse_options(argv: list[str] | None) -> RefineOptions:
             positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
     if args.lr is not None:
         positive_float("--lr", args.lr)
-    refiners = _checked_refiners(r.strip() for r in args.refiners.split(",") if r.strip())
+    refiners = registry.check_names((r.strip() for r in args.refiners.split(",") if r.strip()), "--refiners")
     data, data_root, conditional, sampler_steps = args.data, args.data_root, args.class_conditional, args.sampler_steps
     if Path(args.generator).is_dir():  # a run of this project: its data, labels and sampler unless overridden
         recorded = run_options(Path(args.generator))
@@ -197,19 +200,6 @@ def parse_options(argv: list[str] | None) -> RefineOptions:
     if args.resume:
         _check_resume(options)
     return options
-
-
-def _checked_refiners(names: Iterable[str]) -> tuple[str, ...]:
-    """The named refiners in :data:`REFINERS`'s order.
-
-    Raises:
-        ValueError: None named, or an unknown name.
-    """
-    names = tuple(names)
-    unknown = sorted(set(names) - set(REFINERS))
-    if unknown or not names:
-        raise ValueError(f"--refiners: unknown {unknown or list(names)}; choose from {','.join(REFINERS)}")
-    return tuple(r for r in REFINERS if r in names)
 
 
 def _check_resume(options: RefineOptions) -> None:
@@ -317,7 +307,7 @@ def refine_generator(
     class_conditional: bool = False,
     sampler: str = "euler",
     sampler_steps: int = DEFAULT_SAMPLER_STEPS,
-    refiners: Sequence[str] = ("dfr", "lfr"),
+    refiners: Sequence[str] = registry.refine_defaults(),
     distill: bool = True,
     sanity_check: bool = True,
     resume: bool = False,
@@ -363,8 +353,8 @@ def refine_generator(
         raise ValueError(f"refine_generator: unknown options {unknown}")
     paths = {k: Path(v) for k, v in overrides.items() if k in ("inception", "cache_dir") and v is not None}
     options = RefineOptions(Path(out), spec, data, None if data_root is None else Path(data_root),
-                            _checked_refiners(refiners), distill, resume=resume, sanity_check=sanity_check,
-                            **{**overrides, **paths})
+                            registry.check_names(refiners, "--refiners"), distill, resume=resume,
+                            sanity_check=sanity_check, **{**overrides, **paths})
     if resume:
         _check_resume(options)
     results: list[Refinement] = []

@@ -28,7 +28,7 @@ from bfr_fast.data import load_dataset
 from bfr_fast.pipelines.generators import GeneratorSpec, frozen_generator, run_options
 from bfr_fast.pipelines.refinement import refinement_budget
 from bfr_fast.pipelines.sampling import balanced_labels, source_noise
-from bfr_fast.refiners import FrozenGenerator, LatentFlowRefiner, Refiner
+from bfr_fast.refiners import FrozenGenerator, LatentFlowRefiner, Refiner, registry
 from bfr_fast.report import save_image_grid
 from bfr_fast.solvers import TABLEAUX
 from bfr_fast.train.options import resolve_device
@@ -39,9 +39,9 @@ BASE = "base"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bfr_fast.sample", description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True, help="a refine run's folder, or a bfr recipe run's")
-    parser.add_argument("--refiner", default="lfr_reflow",
-                        help="base, or a refiner of the run: dfr, lfr, dfr_reflow, lfr_reflow, noise_injection, "
-                        "fmrefiner (default lfr_reflow)")
+    parser.add_argument("--refiner", default=registry.SAMPLE_DEFAULT, choices=(BASE, *registry.table_rows()),
+                        metavar="NAME", help=f"{BASE}, or a refiner of the run: "
+                        f"{registry.describe(include_students=True)} (default {registry.SAMPLE_DEFAULT})")
     parser.add_argument("--num", type=int, default=100, help="number of samples (default 100)")
     parser.add_argument("--nfe", type=int, default=1, help="refiner network calls per sample (default 1)")
     parser.add_argument("--solver", default="euler", choices=sorted(TABLEAUX),
@@ -159,10 +159,12 @@ def sample(args: argparse.Namespace) -> dict[str, Any]:
     x, labels = draw(generator, refiner, args.num, run.image_shape, run.num_classes, args.nfe, args.solver,
                      args.seed, device)
     x = generator.require_finite(x, "samples").clamp(-1.0, 1.0)
-    arrays = {"samples": x.float().cpu().numpy()}
-    if labels is not None:
-        arrays["labels"] = labels.cpu().numpy()
-    atomic_write(args.out, lambda f: np.savez(f, **arrays))
+    samples = x.float().cpu().numpy()
+    if labels is None:
+        atomic_write(args.out, lambda f: np.savez(f, samples=samples))
+    else:
+        y = labels.cpu().numpy()
+        atomic_write(args.out, lambda f: np.savez(f, samples=samples, labels=y))
     grid = save_image_grid(x[:100].cpu(), png, nrow=10, scale=max(1, 64 // run.image_shape[-1]))
     return {"npz": args.out, "png": grid, "shape": tuple(x.shape)}
 

@@ -9,10 +9,12 @@ recomputed):
 
 1. a pool of base samples, one per training sample and of its class (:func:`sample_pool`), and the inversion
    cache of the training set through :math:`G` (:func:`inversion_cache`);
-2. the refiners (:func:`train_refiners`): noise injection (:math:`\sigma_d` = 0.1), FMRefiner
-   (:math:`\sigma_f = \sigma_z` = 0.1), DFR (blur + noise augmentation, per-class OT pairs) on the pool, LFR
-   (:math:`\alpha` = 0.1, amplitude mixing, per-class OT) on the cache;
-3. the DFR's and the LFR's 1-NFE students (:func:`distill_refiners`: reflow on the teacher's multi-step map);
+2. the refiners of :data:`~bfr_fast.refiners.registry.REGISTRY` (:func:`train_refiners`), each with its class's
+   default settings: noise injection (:math:`\sigma_d` = 0.1), FMRefiner (:math:`\sigma_f = \sigma_z` = 0.1),
+   DFR (blur + noise augmentation, per-class OT pairs) on the pool, LFR (:math:`\alpha` = 0.1, amplitude mixing,
+   per-class OT) on the cache;
+3. the 1-NFE students of those that have one, the DFR and the LFR (:func:`distill_refiners`: reflow on the
+   teacher's multi-step map);
 4. the rows of :data:`ROWS` after the base, all from the same noise and labels (the LFRs refine that noise, the
    others the base samples made from it), scored against the held-out split (:func:`evaluate_refiners`).
 
@@ -34,7 +36,7 @@ from torch import nn
 
 from bfr_fast.checkpoint import atomic_save, load
 from bfr_fast.checks import choice, positive_float, positive_int, probability
-from bfr_fast.data import ImageDataset, RefinerAugmentation
+from bfr_fast.data import ImageDataset
 from bfr_fast.engine.trainer import PRECISIONS, TrainConfig
 from bfr_fast.metrics import FeatureExtractor, ImageFeatures, metric_label
 from bfr_fast.models import UNet
@@ -45,18 +47,17 @@ from bfr_fast.pipelines.training import Loss, fit_network, train_config
 from bfr_fast.pipelines.workspace import Workspace
 from bfr_fast.progress import timed_stage
 from bfr_fast.refiners import (
-    DataFlowRefiner,
-    FMRefiner,
     FrozenGenerator,
     InversionCache,
     LatentFlowRefiner,
-    NoiseInjectionRefiner,
     Refiner,
+    RefinerData,
     ReflowLoss,
     SamplePool,
     build_inversion_cache,
     build_pool,
     reflow_pairs,
+    registry,
     student_of,
 )
 from bfr_fast.report import markdown_table, tables
@@ -64,19 +65,13 @@ from bfr_fast.report import markdown_table, tables
 log = logging.getLogger("bfr_fast")
 
 METRICS = ("fd", "kid", "is", "sfid", "precision", "recall")
-REFINERS = ("noise_injection", "fmrefiner", "dfr", "lfr")
-"""The refiners :func:`train_refiners` can train, in the table's order."""
-ROWS: dict[str, tuple[tuple[str, int], ...]] = {
-    "noise_injection": (("euler", 1), ("euler", 10)),
-    "fmrefiner": (("euler", 1), ("euler", 10)),
-    "dfr": (("euler", 1), ("euler", 10), ("rk4", 1)),
-    "dfr_reflow": (("euler", 1),),
-    "lfr": (("euler", 1), ("euler", 10), ("rk4", 1)),
-    "lfr_reflow": (("euler", 1),),
-}
-"""Refiner method -> its table rows, each ``(solver, steps)``, in the table's order. The baselines run at 1 NFE
-and at 10 (where the paper evaluates them); DFR and LFR at 1 and 10 Euler steps and at one RK4 step (4 NFE: the
-authors' notebooks' "1-NFE" protocol); their reflowed students at 1 NFE."""
+REFINERS = registry.names()
+"""The refiners :func:`train_refiners` can train (:data:`~bfr_fast.refiners.registry.REGISTRY`), in the table's
+order."""
+ROWS = registry.table_rows()
+"""Refiner method -> its table rows, each ``(solver, steps)``, in the table's order: every registered refiner's
+rows (the baselines at 1 NFE and at 10, where the paper evaluates them; DFR and LFR at 1 and 10 Euler steps and at
+one RK4 step, 4 NFE: the authors' notebooks' "1-NFE" protocol), each followed by its reflowed student's (1 NFE)."""
 POOL_SEED_OFFSET = 1000  # the pool's noise must not be the evaluation noise
 PAIRS_SEED_OFFSET = 2000  # nor the distillation sources'
 
@@ -307,6 +302,8 @@ def fit_refiner(
     :meth:`Refiner.save`, the portable file for applying it elsewhere.
     """
     ema = fit_network(ws, name, refiner, loss, x, y, config, batch_size, offset).model
+    if not isinstance(ema, Refiner):  # the trainer's EMA is a copy of the module it trained
+        raise TypeError(f"{name}: the trained network is a {type(ema).__name__}, not a Refiner")
     if ws.is_main:
         ema.save(ws.folder.checkpoint(f"{name}-refiner"), metadata={"steps": config.steps})
     return ema
@@ -322,15 +319,14 @@ def train_refiner(
 
 def train_refiners(
     ws: Workspace, task: RefinementTask, pool: SamplePool, cache: InversionCache,
-    methods: Sequence[str] = REFINERS, alpha: float = 0.1, sigma_d: float = 0.1, sigma_f: float = 0.1,
-    prefix: str = "",
+    methods: Sequence[str] = REFINERS, prefix: str = "", **settings: Any,
 ) -> dict[str, Refiner]:
     """:func:`fit_refiners` of the task's UNet refiners on its training images (and labels when conditional)."""
     budget, channels = task.budget, task.data.image_shape[0]
     return fit_refiners(
         ws, task.data.train_x, task.labels_or_none, pool, cache,
         lambda: budget.refiner_network(channels, task.num_classes), budget.config(), budget.batch_size, methods,
-        alpha=alpha, sigma_d=sigma_d, sigma_f=sigma_f, prefix=prefix,
+        prefix=prefix, **settings,
     )
 
 
@@ -344,64 +340,49 @@ def fit_refiners(
     config: TrainConfig,
     batch_size: int,
     methods: Sequence[str] = REFINERS,
-    alpha: float = 0.1,
-    sigma_d: float = 0.1,
-    sigma_f: float = 0.1,
-    dfr_augmentation: RefinerAugmentation | None = None,
     prefix: str = "",
+    **settings: Any,
 ) -> dict[str, Refiner]:
-    r"""Trains the refiners named in ``methods`` (of :data:`REFINERS`, in that order) on samples of any shape.
+    """Trains the refiners named in ``methods`` (of :data:`REFINERS`, in that order) on samples of any shape.
 
-    Noise injection (:math:`\sigma_d`) and FMRefiner (:math:`\sigma_f`, :math:`\sigma_z` = 0.1) and the DFR learn
-    from the real samples ``x`` (the DFR's sources from ``pool``), the LFR (:math:`\alpha`) from the inversion
-    ``cache``; each is a fresh ``network()`` trained with ``config`` (:func:`fit_refiner`, checkpoint
-    ``<prefix><method>``).
+    Each is its registered class (:data:`~bfr_fast.refiners.registry.REGISTRY`) around a fresh ``network()``, with
+    its defaults but for the ``settings`` its constructor takes, trained with ``config`` on what its
+    :meth:`~bfr_fast.refiners.Refiner.training_set` takes of the real samples, the pool and the cache
+    (:func:`fit_refiner`, checkpoint ``<prefix><method>``, batches seeded with its registered offset).
 
     Args:
         ws: The run.
         x: ``(N, ...)`` real training samples.
         y: ``(N,)`` their labels for class-conditional refiners, or None.
-        pool: Base samples, the DFR's and noise injection's sources.
-        cache: The training set inverted through the base, the LFR's targets.
+        pool: Base samples, the sources of the refiners that map generated samples to real ones.
+        cache: The training set inverted through the base, the latent-space refiner's targets.
         network: Builds a fresh velocity network ``net(x, t, y=None)`` of the samples' shape.
         config: Optimisation settings of every refiner.
         batch_size: Minibatch size of every refiner.
         methods: The refiners to train.
-        alpha: The LFR's noise-mixing range.
-        sigma_d: Noise injection's noise scale.
-        sigma_f: FMRefiner's noise scale.
-        dfr_augmentation: The DFR's source augmentation (None: its default, blur and noise for images).
         prefix: Checkpoint-name prefix.
+        **settings: Hyper-parameters by name, each given to the refiners whose constructor takes it (``alpha``,
+            ``sigma_d``, ``sigma_f``, ``augmentation``: the DFR's source augmentation, ...).
 
     Returns:
         The frozen EMA refiners, keyed by method name.
 
     Raises:
-        ValueError: A name not in :data:`REFINERS`.
+        ValueError: No name, a name not in :data:`REFINERS`, or a setting no registered refiner takes.
     """
-    unknown = sorted(set(methods) - set(REFINERS))
-    if unknown:
-        raise ValueError(f"refiners: unknown {unknown}; choose from {list(REFINERS)}")
-
-    def fit(method: str, refiner: Refiner, loss: Loss, data: torch.Tensor, labels: torch.Tensor | None,
-            offset: int) -> Refiner:
-        with timed_stage(f"refiner {prefix}{method}"):
-            return fit_refiner(ws, f"{prefix}{method}", refiner, loss, data, labels, offset, config, batch_size)
-
+    methods = registry.check_names(methods)
+    unused = sorted(set(settings) - set().union(*(entry.settings for entry in registry.REGISTRY.values())))
+    if unused:
+        raise ValueError(f"refiner settings: no refiner takes {unused}")
+    data = RefinerData(x, y, pool, cache)
     refiners: dict[str, Refiner] = {}
-    if "noise_injection" in methods:
-        ni = NoiseInjectionRefiner(network(), sigma_d=sigma_d)
-        refiners["noise_injection"] = fit("noise_injection", ni, ni.training_loss(pool), x, y, 1)
-    if "fmrefiner" in methods:
-        fm = FMRefiner(network(), sigma_f=sigma_f, sigma_z=0.1)
-        refiners["fmrefiner"] = fit("fmrefiner", fm, fm.training_loss(), x, y, 2)
-    if "dfr" in methods:
-        dfr = DataFlowRefiner(network(), **({} if dfr_augmentation is None else {"augmentation": dfr_augmentation}))
-        refiners["dfr"] = fit("dfr", dfr, dfr.training_loss(pool), x, y, 3)
-    if "lfr" in methods:
-        lfr = LatentFlowRefiner(network(), alpha=alpha)
-        refiners["lfr"] = fit("lfr", lfr, lfr.training_loss(), cache.latents.cpu(),
-                              None if cache.labels is None else cache.labels.cpu(), 4)
+    for method in methods:
+        entry = registry.REGISTRY[method]
+        refiner = entry.build(network(), settings)
+        loss, samples, labels = refiner.training_set(data)
+        with timed_stage(f"refiner {prefix}{method}"):
+            refiners[method] = fit_refiner(ws, f"{prefix}{method}", refiner, loss, samples, labels,
+                                           entry.seed_offset, config, batch_size)
     return refiners
 
 
@@ -478,27 +459,33 @@ def distill_refiner(
 def distill_refiners(ws: Workspace, generator: FrozenGenerator, refiners: dict[str, Refiner],
                      sample_shape: tuple[int, ...], num_classes: int | None,
                      plan: Distillation) -> dict[str, Distilled]:
-    """1-NFE students of the DFR and the LFR (:func:`distill_refiner`), keyed ``dfr_reflow`` / ``lfr_reflow``.
+    """1-NFE students (:func:`distill_refiner`) of the refiners in ``refiners`` that have one in the registry (the
+    DFR and the LFR), keyed by their names (:func:`~bfr_fast.refiners.registry.student_name`).
 
     Sources, ``plan.pairs`` per class (balanced labels; in all, when ``num_classes`` is None), of samples of
-    ``sample_shape`` (images, flat coordinate vectors): the DFR's are fresh samples of ``generator``
-    (``checkpoints/dfr_reflow-sources.pt``, base NFE reported in the cost as ``base_nfe`` per source), the LFR's
-    fresh N(0, I) latents; both seeded apart from the pool and the evaluation noise.
+    ``sample_shape`` (images, flat coordinate vectors): a latent-space refiner's are fresh N(0, I) latents, a
+    data-space refiner's fresh samples of ``generator`` (``checkpoints/<student>-sources.pt``, base NFE reported in
+    the cost as ``base_nfe`` per source); both seeded apart from the pool and the evaluation noise.
     """
     students: dict[str, Distilled] = {}
-    if "dfr" in refiners:
-        with timed_stage("distillation dfr_reflow"):
-            sources = cached_pool(ws, generator, sample_shape, plan.pairs, num_classes, "dfr_reflow-sources",
-                                  PAIRS_SEED_OFFSET)
-            distilled = distill_refiner(ws, plan, "dfr_reflow", refiners["dfr"], sources.x, sources.y, 5)
-        distilled.cost["base_nfe"] = generator.nfe
-        students["dfr_reflow"] = distilled
-    if "lfr" in refiners:
-        count = plan.pairs * (num_classes or 1)
-        z = source_noise(count, sample_shape, ws.seed + PAIRS_SEED_OFFSET, ws.device)
-        labels = balanced_labels(count, num_classes, ws.device)
-        with timed_stage("distillation lfr_reflow"):
-            students["lfr_reflow"] = distill_refiner(ws, plan, "lfr_reflow", refiners["lfr"], z, labels, 6)
+    for method, entry in registry.REGISTRY.items():
+        if method not in refiners or entry.student_seed_offset is None:
+            continue
+        name, teacher = registry.student_name(method), refiners[method]
+        latent = isinstance(teacher, LatentFlowRefiner)
+        with timed_stage(f"distillation {name}"):
+            if latent:
+                count = plan.pairs * (num_classes or 1)
+                sources = source_noise(count, sample_shape, ws.seed + PAIRS_SEED_OFFSET, ws.device)
+                labels = balanced_labels(count, num_classes, ws.device)
+            else:
+                pool = cached_pool(ws, generator, sample_shape, plan.pairs, num_classes, f"{name}-sources",
+                                   PAIRS_SEED_OFFSET)
+                sources, labels = pool.x, pool.y
+            distilled = distill_refiner(ws, plan, name, teacher, sources, labels, entry.student_seed_offset)
+        if not latent:
+            distilled.cost["base_nfe"] = generator.nfe
+        students[name] = distilled
     return students
 
 
@@ -554,7 +541,7 @@ class Candidate(NamedTuple):
 
     @property
     def tag(self) -> str:
-        """File-name label: ``base``, ``dfr-10nfe``, ``dfr-1step-rk4``."""
+        """File-name label: ``base``, ``<method>-10nfe``, ``<method>-1step-rk4``."""
         if self.solver is None:
             return self.method
         if self.solver == "euler":

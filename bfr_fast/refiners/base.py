@@ -5,7 +5,7 @@ latent) to its corrected version at t=1. :meth:`Refiner.refine` integrates it wi
 :class:`~bfr_fast.solvers.ODESolver`: one Euler step is one call of the network, ``x + r(x, 0)``, and nothing is
 clamped between steps (clamping would make the map non-invertible and bias it).
 
-Training: a :class:`Refiner` is itself a velocity model, ``refiner(x, t, y)``, so the :class:`~bfr_fast.train.
+Training: a :class:`Refiner` is itself a velocity model, ``refiner(x, t, y)``, so the :class:`~bfr_fast.engine.
 trainer.Trainer` trains the refiner module with the loss from its ``training_loss(...)``, and its EMA copy is a
 refiner again::
 
@@ -14,7 +14,11 @@ refiner again::
     trainer.fit()
     refined = trainer.ema_model.eval()
     x, nfe = refined.refine(x_generated, num_steps=1, y=labels, return_nfe=True)  # nfe == 1
-    refined.save(run / "dfr.pt")
+    refined.save(run / "refiner.pt")
+
+Each refiner says what it learns from with :meth:`Refiner.training_set`: given every source a refinement run has
+(:class:`RefinerData`: the real samples, the pool of base samples, the inversion cache), its loss and the samples it
+is trained on. The pipeline trains any registered refiner (:mod:`bfr_fast.refiners.registry`) through it.
 
 Nothing in a refiner refers to the base model that made its training data, so a refiner trained on one base
 refines another base's samples (transfer) unchanged.
@@ -24,16 +28,44 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Literal, overload
+from typing import Any, ClassVar, Literal, NamedTuple, overload
 
 import torch
 from torch import nn
 
 from bfr_fast.checkpoint import atomic_save, load
 from bfr_fast.checks import positive_int
+from bfr_fast.engine.trainer import LossFn
+from bfr_fast.refiners.inversion import InversionCache
+from bfr_fast.refiners.pool import SamplePool
 from bfr_fast.solvers import ODESolver
 
 FILE_FORMAT = "bfr_fast.refiner/1"
+
+
+class RefinerData(NamedTuple):
+    """Everything a refiner of one base may learn from; :meth:`Refiner.training_set` takes its part.
+
+    Attributes:
+        x: ``(N, ...)`` real training samples (images, flat coordinate vectors).
+        y: ``(N,)`` their labels for class-conditional refiners, or None.
+        pool: Base samples, one drawn per real target: the sources of the refiners that map generated samples to
+            real ones.
+        cache: The training set inverted through the base: the latents a latent-space refiner learns.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor | None
+    pool: SamplePool
+    cache: InversionCache
+
+
+class TrainingSet(NamedTuple):
+    """A refiner's training: ``loss(model, x, y)`` over minibatches of ``(x, y)``."""
+
+    loss: LossFn
+    x: torch.Tensor
+    y: torch.Tensor | None
 
 
 class Refiner(nn.Module):
@@ -85,6 +117,14 @@ class Refiner(nn.Module):
         if self.conditional:
             return self.network(x, t, y)
         return self.network(x, t)
+
+    def training_set(self, data: RefinerData) -> TrainingSet:
+        """The loss that trains this refiner and the samples (and labels) of ``data`` it is trained on.
+
+        Raises:
+            NotImplementedError: A refiner that does not say what it learns from (it cannot be registered).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not define training_set")
 
     def inference_source(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """The state the refiner ODE starts from, given the sample to refine (the sample itself, by default)."""

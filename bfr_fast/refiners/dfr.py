@@ -31,7 +31,7 @@ from bfr_fast.checks import choice
 from bfr_fast.data.augment import RefinerAugmentation
 from bfr_fast.losses.flow_matching import FlowMatchingLoss
 from bfr_fast.losses.path_loss import COUPLINGS
-from bfr_fast.refiners.base import Refiner
+from bfr_fast.refiners.base import Refiner, RefinerData, TrainingSet
 from bfr_fast.refiners.pool import GeneratedSource
 
 DEFAULT_AUGMENTATION = RefinerAugmentation(blur_prob=0.5, blur_sigma=(0.5, 2.0), noise_prob=0.5, noise_std=(0.0, 0.1))
@@ -112,3 +112,7 @@ class DataFlowRefiner(Refiner):
     def training_loss(self, source: GeneratedSource) -> GeneratedToRealLoss:
         """The loss ``loss(model, x_real, y)`` that trains this refiner on ``source``'s generated samples."""
         return GeneratedToRealLoss(source, self.augmentation, self.coupling)
+
+    def training_set(self, data: RefinerData) -> TrainingSet:
+        """Real samples as targets, sources drawn from the pool."""
+        return TrainingSet(self.training_loss(data.pool), data.x, data.y)

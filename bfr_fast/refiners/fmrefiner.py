@@ -25,7 +25,7 @@ from torch import nn
 
 from bfr_fast.checks import non_negative_float
 from bfr_fast.ops.reference import per_sample
-from bfr_fast.refiners.base import Refiner
+from bfr_fast.refiners.base import Refiner, RefinerData, TrainingSet
 
 
 def bridge_path(
@@ -97,3 +97,7 @@ class FMRefiner(Refiner):
     def training_loss(self) -> FMRefinerLoss:
         """The loss ``loss(model, x_real, y)`` that trains this refiner on real data."""
         return FMRefinerLoss(self.sigma_f, self.sigma_z)
+
+    def training_set(self, data: RefinerData) -> TrainingSet:
+        """The real samples alone: its sources are noised real samples, never the base's."""
+        return TrainingSet(self.training_loss(), data.x, data.y)

@@ -31,7 +31,7 @@ from torch import nn
 from bfr_fast.checks import choice, probability
 from bfr_fast.losses.flow_matching import FlowMatchingLoss
 from bfr_fast.ops.reference import per_sample
-from bfr_fast.refiners.base import Refiner
+from bfr_fast.refiners.base import Refiner, RefinerData, TrainingSet
 from bfr_fast.refiners.dfr import check_coupling
 from bfr_fast.refiners.generator import FrozenGenerator
 
@@ -135,6 +135,11 @@ class LatentFlowRefiner(Refiner):
     def training_loss(self) -> LatentFlowRefinerLoss:
         """The loss ``loss(model, z1, y)`` over minibatches of inversion-cache latents."""
         return LatentFlowRefinerLoss(self.alpha, self.mixing, self.coupling)
+
+    def training_set(self, data: RefinerData) -> TrainingSet:
+        """The inversion cache's latents and their labels."""
+        labels = data.cache.labels
+        return TrainingSet(self.training_loss(), data.cache.latents.cpu(), None if labels is None else labels.cpu())
 
     def sample(
         self,

@@ -16,7 +16,7 @@ from torch import nn
 
 from bfr_fast.checks import positive_float
 from bfr_fast.data.augment import RefinerAugmentation
-from bfr_fast.refiners.base import Refiner
+from bfr_fast.refiners.base import Refiner, RefinerData, TrainingSet
 from bfr_fast.refiners.dfr import GeneratedToRealLoss, check_coupling
 from bfr_fast.refiners.pool import GeneratedSource
 
@@ -50,6 +50,10 @@ class NoiseInjectionRefiner(Refiner):
         """The loss ``loss(model, x_real, y)``: flow matching from ``x_hat + sigma_d * eps`` to real samples."""
         noise = RefinerAugmentation(blur_prob=0.0, noise_prob=1.0, noise_std=self.sigma_d)
         return GeneratedToRealLoss(source, noise, self.coupling)
+
+    def training_set(self, data: RefinerData) -> TrainingSet:
+        """Real samples as targets, sources drawn from the pool."""
+        return TrainingSet(self.training_loss(data.pool), data.x, data.y)
 
     def inference_source(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """``x + sigma_d * eps``, with ``eps`` from ``generator`` (its device) or the global RNG."""

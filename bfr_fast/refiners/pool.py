@@ -62,19 +62,18 @@ class SamplePool:
             raise ValueError("give num_classes exactly when labels y are given")
         self.num_classes = num_classes
         self.generator = generator
-        if y is None:
+        self._classes: tuple[torch.Tensor, torch.Tensor] | None = None  # per class: (count, first row)
+        if y is None or num_classes is None:
             self.x, self.y = x, None
-            self._offsets = self._counts = None
             return
-        positive_int("num_classes", num_classes)
+        classes = positive_int("num_classes", num_classes)
         y = y.to(device=x.device, dtype=torch.int64)
-        if bool(((y < 0) | (y >= num_classes)).any()) or torch.unique(y).numel() != num_classes:
-            raise ValueError(f"y must hold every class in [0, {num_classes}) at least once and nothing else")
-        counts = torch.bincount(y, minlength=num_classes)
+        if bool(((y < 0) | (y >= classes)).any()) or torch.unique(y).numel() != classes:
+            raise ValueError(f"y must hold every class in [0, {classes}) at least once and nothing else")
+        counts = torch.bincount(y, minlength=classes)
         order = torch.argsort(y, stable=True)  # samples grouped by class: class c is rows offsets[c] : offsets[c+1]
         self.x, self.y = x[order], y[order]
-        self._counts = counts
-        self._offsets = torch.cumsum(counts, 0) - counts
+        self._classes = counts, torch.cumsum(counts, 0) - counts
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -94,15 +93,16 @@ class SamplePool:
             )
         n = x_real.shape[0]
         _check_labels("y", y, n)
-        if y is None or self._counts is None:
+        if y is None or self._classes is None:
             if y is not None:
                 raise ValueError("y: this pool has no labels (an unconditional base); pass y=None")
             index = torch.randint(len(self), (n,), device=self.x.device)
         else:
             y = y.to(self.x.device)
-            counts = self._counts[y]
+            class_counts, offsets = self._classes
+            counts = class_counts[y]
             within = (torch.rand(n, device=self.x.device) * counts).long().clamp_max(counts - 1)
-            index = self._offsets[y] + within
+            index = offsets[y] + within
         return self.x[index].to(device=x_real.device, dtype=x_real.dtype)
 
     def save(self, path: str | os.PathLike) -> Path:

@@ -155,9 +155,10 @@ def log_failures_dropped() -> Iterator[None]:
 
 
 class Job(Protocol):
-    """Parsed options of a run: at least where it writes."""
+    """Parsed options of a run: at least where it writes (read only: frozen options satisfy it)."""
 
-    out: Path
+    @property
+    def out(self) -> Path: ...
 
 
 def guarded_main(parse: Callable[[], J], run: Callable[[J], RunFolder]) -> int:

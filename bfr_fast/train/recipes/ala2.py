@@ -44,7 +44,7 @@ Steps (each network checkpointed in the run folder; ``--resume`` loads what is f
    DFR (noise augmentation only, p 0.5, σ ~ U(0, 0.1): blur has no meaning for coordinates; OT pairs) on a pool
    of one base sample per training frame, LFR (α = 0.1, amplitude mixing, OT) on the inversion cache of the
    training frames; each a smaller residual MLP. Then the DFR's and the LFR's **1-NFE students** (rows
-   ``dfr_reflow``, ``lfr_reflow``; :func:`distill`): reflow on each teacher's 10-step map, as in the image recipes.
+   ``<teacher>_reflow``; :func:`distill`): reflow on each teacher's 10-step map, as in the image recipes.
 6. **Evaluation**, from the same noise for every row: base, +noise injection (1 and 10 NFE), +FMRefiner (1 and
    10 NFE), +DFR (1, 10 NFE, one RK4 step), its student (1 NFE), +LFR (the same), its student, ``num_samples``
    (10 000) conformers each: COV-R, COV-P, AMR-R, AMR-P on heavy atoms at the paper's τ (:class:`Scoring`:
@@ -94,6 +94,7 @@ from bfr_fast.metrics.molecular import ANGSTROMS_PER_NM, energy_error, molecular
 from bfr_fast.models import MLP
 from bfr_fast.paths import DDPMSchedule, ProbabilityFlowVelocity
 from bfr_fast.pipelines.refinement import (
+    REFINERS,
     Distillation,
     Distilled,
     cached_inversion,
@@ -405,17 +406,17 @@ def train_refiners(ctx: RunContext, budget: Ala2Budget, x: torch.Tensor, pool: S
     config = optimisation(ctx, steps(ctx, budget.refiner_steps), budget.lr)
     dim = x.shape[1]
     noise_only = RefinerAugmentation(blur_prob=0.0, noise_prob=0.5, noise_std=(0.0, 0.1))
-    # The four networks are built before any is trained, as this recipe always has: the same initial weights for
-    # the same --seed as its published tables.
-    networks = iter([_mlp(dim, budget.refiner_hidden, budget.refiner_depth) for _ in range(4)])
+    # The networks are built before any is trained, as this recipe always has: the same initial weights for the
+    # same --seed as its published tables.
+    networks = iter([_mlp(dim, budget.refiner_hidden, budget.refiner_depth) for _ in REFINERS])
     return fit_refiners(ctx.workspace, x, None, pool, cache, lambda: next(networks), config,
-                        batch_size(ctx, budget.batch_size), dfr_augmentation=noise_only)
+                        batch_size(ctx, budget.batch_size), augmentation=noise_only)
 
 
 def distill(ctx: RunContext, budget: Ala2Budget, generator: FrozenGenerator, refiners: dict[str, Refiner],
             dim: int) -> dict[str, Distilled]:
     """The DFR's and the LFR's 1-NFE students (:func:`~bfr_fast.pipelines.refinement.distill_refiners`: reflow on
-    the teacher's ``teacher_steps``-step map, warm-started from the teacher), keyed ``dfr_reflow`` / ``lfr_reflow``.
+    the teacher's ``teacher_steps``-step map, warm-started from the teacher), keyed ``<teacher>_reflow``.
     The image recipes' plan with this recipe's networks' batch size and learning rate; ``distill_pairs`` is 3000
     (ten times the images' per-class 300: one unconditional distribution of ``dim`` features), not tuned."""
     plan = Distillation(budget.teacher_steps, budget.distill_pairs, 0.0,

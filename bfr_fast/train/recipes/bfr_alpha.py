@@ -3,14 +3,15 @@
 On the ``bfr`` recipe's base, pool and inversion cache, trains one LFR per α in :data:`ALPHAS`, one
 noise-injection refiner per σ_d in :data:`SIGMAS` and one FMRefiner per σ_f in :data:`SIGMAS` (13 refiners:
 about three times the ``bfr`` recipe's refiner budget), and evaluates each (LFR at 1 and 10 NFE, baselines at
-1 NFE) against the base on the same noise. Rows carry ``"alpha"``, ``"sigma_d"`` or ``"sigma_f"``.
+1 NFE) against the base on the same noise. Rows carry ``"alpha"``, ``"sigma_d"`` or ``"sigma_f"``. Each swept
+setting trains the registered refiner that takes it (:func:`~bfr_fast.refiners.registry.taking`), checkpointed as
+``<refiner>-<label><value>``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from bfr_fast.models import UNet
 from bfr_fast.pipelines.refinement import (
     evaluate_refiners,
     inversion_cache,
@@ -19,7 +20,7 @@ from bfr_fast.pipelines.refinement import (
     table_columns,
     train_refiner,
 )
-from bfr_fast.refiners import FMRefiner, LatentFlowRefiner, NoiseInjectionRefiner, Refiner
+from bfr_fast.refiners import Refiner, RefinerData, registry
 from bfr_fast.report import markdown_table
 from bfr_fast.train.recipes.base import Recipe, RunContext, RunResult
 from bfr_fast.train.recipes.bfr_setup import READS, prepare
@@ -34,25 +35,21 @@ def run(ctx: RunContext) -> RunResult:
     pool = sample_pool(ws, task)
     cache = inversion_cache(ws, task)
     data, budget = task.data, task.budget
-    x_real, y = data.train_x, task.labels_or_none
-    z1, z1_labels = cache.latents.cpu(), None if cache.labels is None else cache.labels.cpu()
-
-    def network() -> UNet:
-        return budget.refiner_network(data.image_shape[0], task.num_classes)
-
+    sources = RefinerData(data.train_x, task.labels_or_none, pool, cache)
     trained: list[tuple[str, dict[str, Any], Refiner]] = []
+
+    def sweep(setting: str, value: float, label: str, offset: int) -> None:
+        entry = registry.taking(setting)
+        refiner = entry.build(budget.refiner_network(data.image_shape[0], task.num_classes), {setting: value})
+        loss, x, y = refiner.training_set(sources)
+        trained.append((entry.name, {setting: value},
+                        train_refiner(ws, task, f"{entry.name}-{label}{value}", refiner, loss, x, y, offset)))
+
     for i, alpha in enumerate(ALPHAS):
-        lfr = LatentFlowRefiner(network(), alpha=alpha)
-        refiner = train_refiner(ws, task, f"lfr-alpha{alpha}", lfr, lfr.training_loss(), z1, z1_labels, 10 + i)
-        trained.append(("lfr", {"alpha": alpha}, refiner))
+        sweep("alpha", alpha, "alpha", 10 + i)
     for i, sigma in enumerate(SIGMAS):
-        ni = NoiseInjectionRefiner(network(), sigma_d=sigma)
-        refiner = train_refiner(ws, task, f"noise_injection-sigma{sigma}", ni, ni.training_loss(pool), x_real, y,
-                                20 + i)
-        trained.append(("noise_injection", {"sigma_d": sigma}, refiner))
-        fm = FMRefiner(network(), sigma_f=sigma, sigma_z=0.1)
-        refiner = train_refiner(ws, task, f"fmrefiner-sigma{sigma}", fm, fm.training_loss(), x_real, y, 30 + i)
-        trained.append(("fmrefiner", {"sigma_f": sigma}, refiner))
+        sweep("sigma_d", sigma, "sigma", 20 + i)
+        sweep("sigma_f", sigma, "sigma", 30 + i)
     if setup.scorer is None:  # every rank trains; the main process alone evaluates and writes
         return RunResult({}, "")
     extractor, reference = setup.scorer
