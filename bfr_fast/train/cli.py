@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, help="training seeds (--seed, --seed + 1, ...) of recipes that "
                         "repeat their trainings (defar recipes; recipe default)")
     parser.add_argument("--select", help="comma-separated parts of a recipe to run (defar: methods, curve, "
-                        "finetune, paper-optim; default fm,ip,defar,finetune; defar-ablation: tables, default all)")
+                        "finetune, finetune-ablation, paper-optim; default fm,defar; defar-ablation: tables, "
+                        "default all)")
     parser.add_argument("--cache-dir", type=Path, help="cache of trained feature extractors (~/.cache/bfr_fast)")
     parser.add_argument("--topology", type=Path, help="ala2 recipes with --data TRAJECTORY: its topology (a PDB, "
                         "or any file mdtraj reads a topology from)")

@@ -30,8 +30,10 @@ from bfr_fast.train.recipes.defar_ablation import tables
 
 # Model calls per training step (with gradient) of each method: docs/design.md §5.6–5.7 and the losses' docstrings.
 PASSES = {"fm": (1, 1), "ip": (1, 1), "sdss": (2, 1), "mdss": (2, 1), "defar_no_fc": (2, 2), "defar_no_adr": (3, 1),
-          "defar": (3, 2), "fm_equal_compute": (1, 1), "finetune-fm": (1, 1), "finetune-defar": (3, 2)}
-EVERY_PART = ",".join([*METHODS, "finetune"])
+          "defar": (3, 2), "fm_equal_compute": (1, 1), "finetune-fm": (1, 1), "finetune-defar": (3, 2),
+          "finetune-defar_no_fc": (2, 2), "finetune-defar_no_adr": (3, 1)}
+FINETUNED = ("finetune-fm", "finetune-defar", "finetune-defar_no_fc", "finetune-defar_no_adr")
+EVERY_PART = ",".join([*METHODS, "finetune", "finetune-ablation"])
 NFES = (5, 10, 50)
 
 
@@ -80,12 +82,14 @@ def test_defar_finetuning_continues_fm_with_the_same_batches(defar_run):
     extra = defar_budget((1, 8, 8)).finetune_length(2)
     finetune = [r for r in rows if r["stage"] == "finetune"]
     assert {(r["method"], r["train_steps"], r["start_steps"]) for r in finetune} == {
-        (m, 2 + extra, 2) for m in ("finetune-fm", "finetune-defar")}
-    states = {m: load(defar_run / "checkpoints" / f"{m}-seed0.pt") for m in ("finetune-fm", "finetune-defar")}
-    a, b = states["finetune-fm"], states["finetune-defar"]
-    assert a["step"] == b["step"] == 2 + extra and a["batches"]["position"] == b["batches"]["position"]
-    assert torch.equal(a["batches"]["epoch_start_state"], b["batches"]["epoch_start_state"])  # the same batches
-    assert any(not torch.equal(a["model"][k], b["model"][k]) for k in a["model"])  # only the loss differs
+        (m, 2 + extra, 2) for m in FINETUNED}
+    states = {m: load(defar_run / "checkpoints" / f"{m}-seed0.pt") for m in FINETUNED}
+    a = states["finetune-fm"]
+    for name in FINETUNED[1:]:  # each loss from fm's state, on the same batches; only the loss differs
+        b = states[name]
+        assert a["step"] == b["step"] == 2 + extra and a["batches"]["position"] == b["batches"]["position"]
+        assert torch.equal(a["batches"]["epoch_start_state"], b["batches"]["epoch_start_state"])
+        assert any(not torch.equal(a["model"][k], b["model"][k]) for k in a["model"]), name
     text = (defar_run / "results.md").read_text()
     assert f"fm at 2 steps, then {extra} more steps" in text and "FD difference to finetune-fm" in text
 

@@ -22,6 +22,9 @@ runs ``fm`` at equal compute):
   ``fm``), ``finetune_steps`` more steps with ``fm`` and with ``defar`` (:data:`FINETUNE_METHODS`), both from the
   full trainer state, so with the same batches; rows ``finetune-fm`` and ``finetune-defar``. The paper's claim is
   about the exposure bias of a well-trained model: this tests it where FM has converged.
+- ``finetune-ablation``: the fine-tuning with DEFAR's two terms apart as well (:data:`FINETUNE_ABLATIONS`,
+  ``defar_no_fc`` and ``defar_no_adr``): which term moves a converged network, at a fraction of the from-scratch
+  ablation's cost.
 - ``paper-optim``: not a part but a switch: every training of the run uses the paper's optimiser (Adam, constant
   lr 1e-4, clipping at 0.2; :mod:`~bfr_fast.pipelines.comparison`) instead of the preset's AdamW;
   checkpoints get a ``-paper-optim`` suffix.
@@ -86,7 +89,8 @@ against FM at equal steps and at equal compute over three seeds, the comparison 
 ``ip`` and ``finetune`` the run takes about a third longer)."""
 
 FINETUNE_METHODS = ("fm", "defar")
-STAGES = ("curve", "finetune")
+FINETUNE_ABLATIONS = ("defar_no_fc", "defar_no_adr")
+STAGES = ("curve", "finetune", "finetune-ablation")
 PAPER_OPTIM = "paper-optim"
 
 
@@ -113,10 +117,12 @@ def equal_compute_variant(steps: int) -> LossVariant:
                        extra_steps=max(round(steps * (ratio - 1)), 1))
 
 
-def finetune_variants(extra_steps: int) -> list[LossVariant]:
-    """:data:`FINETUNE_METHODS` continuing ``fm``'s network for ``extra_steps``, named ``finetune-<method>``."""
+def finetune_variants(extra_steps: int, ablation: bool = False) -> list[LossVariant]:
+    """:data:`FINETUNE_METHODS` (and with ``ablation`` :data:`FINETUNE_ABLATIONS`) continuing ``fm``'s network for
+    ``extra_steps``, named ``finetune-<method>``."""
+    methods = [*FINETUNE_METHODS, *(FINETUNE_ABLATIONS if ablation else ())]
     return [replace(v, name=f"finetune-{v.name}") for v in
-            variants(list(FINETUNE_METHODS), start_from="fm", extra_steps=extra_steps)]
+            variants(methods, start_from="fm", extra_steps=extra_steps)]
 
 
 def parts(ctx: RunContext) -> list[str]:
@@ -237,7 +243,7 @@ def run_curve(ctx: RunContext, setup: ComparisonSetup, budget: DefarBudget) -> d
 
 
 def _by_nfe_then_method(row: dict[str, Any]) -> tuple[int, int]:
-    order = [*METHODS, EQUAL_COMPUTE, *(f"finetune-{m}" for m in FINETUNE_METHODS)]
+    order = [*METHODS, EQUAL_COMPUTE, *(f"finetune-{m}" for m in (*FINETUNE_METHODS, *FINETUNE_ABLATIONS))]
     return row["nfe"], order.index(row["method"])
 
 
@@ -254,11 +260,11 @@ def run(ctx: RunContext) -> RunResult:
     if "fm" in methods and "defar" in methods:
         equal_compute = run_variants(ws, setup, [equal_compute_variant(setup.steps)], extra={"stage": "scratch"})
     finetune: list[dict[str, Any]] = []
-    if "finetune" in chosen:
+    if "finetune" in chosen or "finetune-ablation" in chosen:
         start = run_variants(ws, setup, variants(["fm"]), extra={"stage": "scratch"})
         rows += [] if "fm" in methods else start
         extra_steps = budget.finetune_length(ctx.options.steps)
-        finetune = start + run_variants(ws, setup, finetune_variants(extra_steps),
+        finetune = start + run_variants(ws, setup, finetune_variants(extra_steps, "finetune-ablation" in chosen),
                                         extra={"stage": "finetune", "start_steps": setup.steps})
     curve = run_curve(ctx, setup, budget) if "curve" in chosen else None
     if setup.scorer is None:  # every rank trains; the main process alone evaluates and writes
@@ -358,5 +364,6 @@ def run(ctx: RunContext) -> RunResult:
 
 
 RECIPE = Recipe("defar", "DEFAR Table 1/2 at equal steps (independent coupling, corrected loss), its fine-tuning "
-                "from converged FM, and FM's convergence curve; 5/10/50 NFE; --seeds, --select methods,curve,finetune",
+                "from converged FM (with its terms apart), and FM's convergence curve; 5/10/50 NFE; --seeds, --select "
+                "methods,curve,finetune,finetune-ablation",
                 run, reads=frozenset({"select", "seeds", "inception", "data_root"}))
