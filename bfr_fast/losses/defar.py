@@ -39,6 +39,20 @@ simulated state (``grad_through_simulation=False``). On the linear path, with :m
   tables before the fix. Computed by :func:`bfr_fast.ops.fc_weighted_mse`; the source is :math:`\delta` (optionally
   low-passed first, R), or, for the Table-7 ablation, the low-/high-passed image, the image, or the noise.
   ``fc=False`` keeps the term with :math:`W \equiv 1`: plain flow matching.
+- FC switched off past a time (``fc_until``, R): the paper motivates FC by the exposure bias being low-frequency
+  dominant at high noise, and on mnist5k it stops being so past a measured time (``docs/results/
+  defar-spectra-mnist5k``: there :math:`\delta`'s PFR falls below the target's at :math:`t \approx 0.57`, cutoff
+  0.5). With ``fc_until`` :math:`= \tau`, a sample keeps the FC weight only if :math:`t_s \le \tau`; the others get
+  :math:`W \equiv 1`, their plain flow-matching MSE, so
+
+  .. math::
+      L_\mathrm{FC} = \frac1B \sum_j \mathrm{mean}_{c,p}\,
+      W_j^{[t_{s,j} \le \tau]} \odot (v_\theta(x_{t_{s,j}}, t_{s,j}) - (x_{1,j} - \epsilon_j))^2
+
+  (:math:`W^{[\cdot]}` the weight where the condition holds, 1 elsewhere). The switch is on :math:`t_s`, the time
+  of the loss the weight multiplies (:math:`\delta` itself is taken at :math:`t_e \ge t_s`). With
+  ``fc_normalize=False`` the weighted samples' weight has mean :math:`1 + \gamma` and the others 1. ``None``
+  (default): the weight at every time, the paper's form as far as its text says.
 - :math:`L = \beta_\mathrm{FC} L_\mathrm{FC} + \lambda_\mathrm{ADR} L_\mathrm{ADR}`, defaults :math:`\gamma = 1`,
   :math:`\lambda_\mathrm{ADR} = 10`, :math:`\beta_\mathrm{FC} = 1`.
 
@@ -80,7 +94,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bfr_fast.checks import choice, non_negative_float
+from bfr_fast.checks import choice, finite_float, non_negative_float
 from bfr_fast.losses.path_loss import ForwardPasses, PathLoss, velocity_mse
 from bfr_fast.losses.simulation import check_simulation, simulate, simulation_times
 from bfr_fast.ops import fc_weighted_mse, frequency_filter
@@ -107,6 +121,8 @@ class DEFARLoss(PathLoss):
         bias_lowpass_cutoff: Low-pass :math:`\\delta` at this radius before taking :math:`|\\cdot|`
             (:func:`bfr_fast.ops.frequency_filter`; 1 = Nyquist); ``None`` leaves it (R). Exposure-bias source only.
         image_cutoff: Radius of the ``"lowpass_image"`` / ``"highpass_image"`` filters (R).
+        fc_until: Apply the FC weight only to samples with :math:`t_s \\le` ``fc_until`` (in [0, 1]); the others
+            get :math:`W \\equiv 1` (R, module docstring). ``None`` (default): every sample. Needs ``fc``.
         adr_normalize: Compare directions (normalised :math:`\\hat v` and :math:`u`) or the raw vectors (R,
             Table 6).
         adr_reduction: ``"mean"`` over batch and elements (default, the flow-matching term's scale) or ``"sum"``
@@ -137,6 +153,7 @@ class DEFARLoss(PathLoss):
         weight_source: str = "exposure_bias",
         bias_lowpass_cutoff: float | None = None,
         image_cutoff: float = 0.5,
+        fc_until: float | None = None,
         adr_normalize: bool = True,
         adr_reduction: str = "mean",
         fc_normalize: bool = True,
@@ -164,6 +181,10 @@ class DEFARLoss(PathLoss):
             non_negative_float("bias_lowpass_cutoff", bias_lowpass_cutoff)
             if weight_source != "exposure_bias":
                 raise ValueError("bias_lowpass_cutoff applies to weight_source='exposure_bias' only")
+        if fc_until is not None:
+            fc_until = finite_float("fc_until", fc_until, low=0.0, high=1.0)
+            if not fc:
+                raise ValueError("fc_until needs fc=True (it switches the FC weight off past a time)")
         if adr and self.lambda_adr == 0:
             raise ValueError("lambda_adr must be > 0 with adr=True (turn ADR off with adr=False)")
         if fc and self.beta_fc == 0:
@@ -177,6 +198,7 @@ class DEFARLoss(PathLoss):
         self.fc = bool(fc)
         self.weight_source = weight_source
         self.bias_lowpass_cutoff = bias_lowpass_cutoff
+        self.fc_until = fc_until
         self.adr_normalize = bool(adr_normalize)
         self.adr_reduction = adr_reduction
         self.fc_normalize = bool(fc_normalize)
@@ -203,6 +225,10 @@ class DEFARLoss(PathLoss):
         out["adr"] = (f"{'direction' if self.adr_normalize else 'raw'} {self.adr_reduction}, "
                       f"lambda {self.lambda_adr:g}") if self.adr else "off"
         fc = f"{'normalised' if self.fc_normalize else 'mean 1+gamma'}, gamma {self.gamma:g}, {self.weight_source}"
+        if self.bias_lowpass_cutoff is not None:
+            fc += f" low-passed at {self.bias_lowpass_cutoff:g}"
+        if self.fc_until is not None:
+            fc += f", until t_s {self.fc_until:g}"
         out["fc"] = fc if self.fc else "off"
         if self.beta_fc != 1:
             out["beta_fc"] = self.beta_fc
@@ -273,9 +299,14 @@ class DEFARLoss(PathLoss):
             logs["fm"] = fm.detach()
             if self.fc:
                 source = self.fc_source(x0.to(dtype), x1.to(dtype), bias)
-                fm = fc_weighted_mse(v_start.to(dtype), target.to(dtype), source, self.gamma, self.eps).mean()
+                pred, want = v_start.to(dtype), target.to(dtype)
+                weighted = fc_weighted_mse(pred, want, source, self.gamma, self.eps)  # (B,)
                 if self.fc_normalize:
-                    fm = fm / (1 + self.gamma)  # the weight is linear in its numerator: this is W / (1 + gamma)
+                    weighted = weighted / (1 + self.gamma)  # the weight is linear in its numerator: W / (1 + gamma)
+                if self.fc_until is not None:  # W = 1 past fc_until: the sample's plain MSE
+                    plain = (pred - want).pow(2).flatten(1).mean(dim=1)
+                    weighted = torch.where(t_start <= self.fc_until, weighted, plain)
+                fm = weighted.mean()
                 logs["fc"] = fm.detach()
             loss = loss + self.beta_fc * fm
         return loss, logs

@@ -178,6 +178,40 @@ def test_each_weight_source_sets_the_fc_weight(recording_model, source):
     torch.testing.assert_close(logs["fc"], expected)
 
 
+def test_fc_until_keeps_the_weight_up_to_that_time_and_plain_flow_matching_past_it(recording_model):
+    x1 = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(10))
+    runs = {}
+    for until in (None, 0.5, 0.0, 1.0):
+        model = recording_model()
+        torch.manual_seed(10)
+        loss, logs = DEFARLoss(coupling="independent", gamma=1.5, fc_until=until)(model, x1)
+        loss.backward()
+        runs[until] = (logs, model)
+    torch.manual_seed(10)
+    eps, (t_s, _) = replay(x1)
+    before = t_s <= 0.5
+    assert 0 < before.sum() < 16  # the draw has samples on both sides of the switch
+    logs, model = runs[0.5]
+    start, simulated, true = model.calls
+    error = (start.out.detach() - (x1 - eps)) ** 2
+    weight = fc_weight(simulated.out.detach() - true.out, 1.5, 1e-6)
+    expected = torch.where(before, (weight * error).mean(dim=(1, 2, 3)), error.mean(dim=(1, 2, 3)))
+    torch.testing.assert_close(logs["fc"], expected.mean())
+    torch.testing.assert_close(logs["fm"], error.mean())
+    # The gradient reaching call 1's output: weighted for the early samples, plain for the late ones.
+    pred = start.out.detach().requires_grad_()
+    plain = (pred - (x1 - eps)) ** 2
+    torch.where(per_sample(before), weight * plain, plain).mean().backward()
+    torch.testing.assert_close(start.out_grad, pred.grad)
+    # Past every sample (t_s > 0 almost surely) it is flow matching; at 1 it is today's weight everywhere.
+    torch.testing.assert_close(runs[0.0][0]["fc"], runs[0.0][0]["fm"])
+    torch.testing.assert_close(runs[1.0][0]["fc"], runs[None][0]["fc"])
+    assert not torch.allclose(runs[0.5][0]["fc"], runs[None][0]["fc"])
+    assert runs[0.5][1].calls[0].grad_enabled and len(runs[0.5][1].calls) == 3  # δ is still needed: same calls
+    settings = DEFARLoss(fc_until=0.57, bias_lowpass_cutoff=0.5).settings["fc"]
+    assert settings == "normalised, gamma 1, exposure_bias low-passed at 0.5, until t_s 0.57"
+
+
 def test_both_off_is_flow_matching(recording_model):
     x1, y = images(4), torch.tensor([0, 1, 2, 1])
     results = []
@@ -397,6 +431,10 @@ def test_the_trainer_takes_every_loss_under_bf16_autocast(loss_fn):
         (dict(label_dropout=0.1), "null_class"),
         (dict(adr_reduction="max"), "adr_reduction must be one of"),
         (dict(adr=False, grad_through_simulation=True), "grad_through_simulation needs adr"),
+        (dict(fc_until=1.5), "fc_until must be a finite float in \\[0, 1\\]"),
+        (dict(fc_until=-0.1), "fc_until"),
+        (dict(fc_until=float("nan")), "fc_until"),
+        (dict(fc=False, fc_until=0.5), "fc_until needs fc=True"),
     ],
 )
 def test_bad_arguments(kwargs, match):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -26,7 +27,7 @@ from bfr_fast.pipelines.sampling import SamplerSpec
 from bfr_fast.pipelines.training import ema_decay
 from bfr_fast.train.cli import main
 from bfr_fast.train.recipes.defar import DEFAULT_METHODS, paired_fd_differences, parts
-from bfr_fast.train.recipes.defar_ablation import tables
+from bfr_fast.train.recipes.defar_ablation import FC_UNTIL_MNIST5K, fc_budget, fc_variants, tables
 
 # Model calls per training step (with gradient) of each method: docs/design.md §5.6–5.7 and the losses' docstrings.
 PASSES = {"fm": (1, 1), "ip": (1, 1), "sdss": (2, 1), "mdss": (2, 1), "defar_no_fc": (2, 2), "defar_no_adr": (3, 1),
@@ -339,3 +340,77 @@ def test_28x28_rows_score_the_raw_weights_on_the_same_noise(tmp_path, extractor_
     for row in rows:  # 3 steps: the EMA (decay 1 - 2.5/3) is not the raw network, so their scores differ
         assert math.isfinite(row["raw_fd"]) and math.isfinite(row["raw_kid"]) and row["raw_fd"] != row["fd"]
     assert "FD-mnist5knet raw weights" in (out / "results.md").read_text()
+
+
+FC_ROWS = ["fm-start", "finetune-fm", "finetune-defar", "finetune-defar.bias_lowpass_cutoff=0.5",
+           "finetune-defar.fc_until=0.57", "finetune-defar.gamma=0.25", "finetune-defar.gamma=0.5",
+           "finetune-defar.gamma=2.0", "finetune-defar_no_adr"]
+SPECTRA = Path(__file__).resolve().parents[2] / "docs/results/defar-spectra-mnist5k/metrics.json"
+
+
+def test_fc_until_is_where_the_measured_bias_stops_being_low_frequency_dominant():
+    # At cutoff 0.5: the first t at which δ's PFR falls below the target's, interpolated between the grid's times.
+    rows = [r for r in json.loads(SPECTRA.read_text())["rows"] if r["model"] == "fm" and r["cutoff"] == 0.5]
+    gap = [(r["t"], r["pfr_exposure_bias"] - r["pfr_target"]) for r in rows]
+    k = next(i for i, (_, g) in enumerate(gap) if g < 0)
+    assert all(g > 0 for _, g in gap[:k]) and all(g < 0 for _, g in gap[k:])  # one crossing
+    (t0, g0), (t1, g1) = gap[k - 1], gap[k]
+    crossing = t0 + (t1 - t0) * g0 / (g0 - g1)
+    assert round(crossing, 2) == FC_UNTIL_MNIST5K
+
+
+def test_fc_variants_are_the_issues_and_cost_what_the_docstring_says():
+    variants = fc_variants(7)
+    assert [v.name for v in variants] == FC_ROWS[1:]
+    assert {(v.start_from, v.extra_steps) for v in variants} == {("fm-start", 7)}
+    assert all([s.steps for s in v.samplers] == [10, 50] for v in variants)
+    losses = {v.name: v.build(label_dropout=0.1, null_class=10) for v in variants}
+    assert losses["finetune-defar.fc_until=0.57"].fc_until == FC_UNTIL_MNIST5K
+    assert losses["finetune-defar.bias_lowpass_cutoff=0.5"].bias_lowpass_cutoff == 0.5
+    assert [losses[f"finetune-defar.gamma={g}"].gamma for g in (0.25, 0.5, 2.0)] == [0.25, 0.5, 2.0]
+    compute = {name: loss.forward_passes.compute for name, loss in losses.items()}
+    assert compute == {"finetune-fm": 3, "finetune-defar_no_adr": 5, **{n: 7 for n in FC_ROWS[2:-1]}}
+    assert all(loss.coupling == "independent" for loss in losses.values())
+    # the defar recipe's start and fine-tuning, one seed: mnist5k's 4000 steps and 1000 more
+    budget = fc_budget((1, 28, 28))
+    assert (budget.steps, budget.finetune_steps, budget.seeds, budget.max_ema_decay) == (4000, 1000, 1, 0.995)
+
+
+def test_fc_variants_fine_tune_one_start_on_the_validation_split(tmp_path, extractor_cache):
+    out = tmp_path / "fc"
+    args = _args("defar-ablation", out, extractor_cache, "--select", "fc", "--data", "digits-val",
+                 "--num-samples", "20")
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == "digits-val" and metrics["tables"] == ["fc-variants"]
+    extra = fc_budget((1, 8, 8)).finetune_length(2)
+    assert metrics["fc_variants"]["start_steps"] == 2 and metrics["fc_variants"]["finetune_steps"] == extra
+    rows = metrics["rows"]
+    assert [(r["method"], r["nfe"]) for r in rows] == [(m, n) for m in FC_ROWS for n in (10, 50)]
+    assert {r["table"] for r in rows} == {"fc-variants"}
+    for row in rows:
+        assert math.isfinite(row["fd"]) and math.isfinite(row["fd_ratio"]) and row["change"]
+        assert row["train_steps"] == (2 if row["method"] == "fm-start" else 2 + extra)
+    assert {r["fd_ratio"] for r in rows if r["method"] == "finetune-fm"} == {1.0}
+    # every fine-tuning from the start's state, on the same batches; only the loss differs
+    states = {m: load(out / "checkpoints" / f"{m}-seed0.pt") for m in FC_ROWS[1:]}
+    a = states["finetune-fm"]
+    for name in FC_ROWS[2:]:
+        b = states[name]
+        assert a["batches"]["position"] == b["batches"]["position"]
+        assert any(not torch.equal(a["model"][k], b["model"][k]) for k in a["model"]), name
+    text = (out / "results.md").read_text()
+    assert "## FC variants, fine-tuning on `digits-val`" in text and "not a validation split" not in text
+    assert text.count("| finetune-defar.fc_until=0.57 | FC weight for t_s ≤ 0.57 only | 3 (2) |") == 1
+
+    # A start network copied into another run's folder is loaded with --resume, not retrained.
+    again = tmp_path / "again"
+    (again / "checkpoints").mkdir(parents=True)
+    (again / "checkpoints/fm-start-seed0.pt").write_bytes((out / "checkpoints/fm-start-seed0.pt").read_bytes())
+    assert main([*_args("defar-ablation", again, extractor_cache, "--select", "fc", "--data", "digits-val",
+                        "--num-samples", "20"), "--resume"]) == 0
+    log = (again / "log.txt").read_text()
+    assert "fm-start-seed0 step" in (out / "log.txt").read_text()  # trained in the first run
+    assert "fm-start-seed0 step" not in log and "resumed from" in log and "finetune-defar-seed0 step" in log
+    repeated = json.loads((again / "metrics.json").read_text())["rows"]
+    assert [r["fd"] for r in repeated] == pytest.approx([r["fd"] for r in rows], rel=1e-5)
