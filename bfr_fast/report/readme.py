@@ -241,6 +241,50 @@ def defar_table(root: Path) -> str:
     return caption + "\n\n" + markdown_table(rows, columns)
 
 
+DEFAR_MNIST5K = "docs/results/defar-mnist5k-v3/finetune-ablation"
+DEFAR_MNIST5K_ROWS = (  # (comparison, DEFAR side's method); the fm side is finetune-fm
+    ("ADR + FC (DEFAR)", "finetune-defar"),
+    ("ADR alone", "finetune-defar_no_fc"),
+    ("FC alone", "finetune-defar_no_adr"),
+)
+
+
+def defar_mnist5k_table(root: Path) -> str:
+    """DEFAR against flow matching on mnist5k, where FC's premise holds: a converged fm network fine-tuned with each
+    loss, FD (EMA weights) at 10 and 50 NFE over the training seeds run, and the ratio to fm's per seed."""
+    path = f"{DEFAR_MNIST5K}/metrics.json"
+    metrics = _json(root, path)
+    options = _json(root, f"{DEFAR_MNIST5K}/config.json")["options"]
+    seeds = metrics["seeds"]
+
+    def fd(method: str, nfe: int) -> list[float]:
+        return [_row(metrics["rows"], path, method=method, seed=s, nfe=nfe)["fd"] for s in seeds]
+
+    def spread(values: Sequence[float], decimals: int) -> str:
+        mean = f"{statistics.fmean(values):.{decimals}f}"
+        return mean if len(values) == 1 else f"{mean} ± {statistics.stdev(values):.{decimals}f}"
+
+    fm_row = _row(metrics["rows"], path, method="finetune-fm", seed=seeds[0], nfe=10)
+    start, extra = fm_row["start_steps"], fm_row["train_steps"] - fm_row["start_steps"]
+    rows = []
+    for label, method in DEFAR_MNIST5K_ROWS:
+        row = {"comparison": label}
+        for nfe in (10, 50):
+            fm, defar = fd("finetune-fm", nfe), fd(method, nfe)
+            row.update({f"fm{nfe}": spread(fm, 3), f"defar{nfe}": spread(defar, 3),
+                        f"ratio{nfe}": spread([d / f for f, d in zip(fm, defar, strict=True)], 2)})
+        rows.append(row)
+    columns = [("comparison", f"{extra} steps of, from fm at {start}")]
+    for nfe in (10, 50):
+        columns += [(f"fm{nfe}", f"fm, FD {nfe} NFE"), (f"defar{nfe}", f"it, FD {nfe} NFE"),
+                    (f"ratio{nfe}", f"÷ fm, {nfe} NFE")]
+    command = f"{_train_command(options, ('recipe', 'data', 'seeds'))} --select {options['select']}"
+    caption = _caption(f"{DEFAR_MNIST5K}/", command,
+                       f"its `metrics.json` (training seed{'s' if len(seeds) > 1 else ''} "
+                       f"{', '.join(map(str, seeds))})")
+    return caption + "\n\n" + markdown_table(rows, columns)
+
+
 def defar_timing(root: Path) -> str:
     """How long the ``defar`` recipe's default takes (README "DEFAR against flow matching"), from its timed run."""
     folder = "docs/results/defar-digits-v2/timing"
@@ -447,6 +491,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "bfr-digits": bfr_digits_table,
     "defar-timing": defar_timing,
     "defar-digits": defar_table,
+    "defar-mnist5k": defar_mnist5k_table,
     "ala2": ala2_table,
     "chignolin": chignolin_table,
     "chignolin-1ns": chignolin_1ns_table,
