@@ -403,6 +403,12 @@ def test_fc_variants_fine_tune_one_start_on_the_validation_split(tmp_path, extra
     assert "## FC variants, fine-tuning on `digits-val`" in text and "not a validation split" not in text
     assert text.count("| finetune-defar.fc_until=0.57 | FC weight for t_s ≤ 0.57 only | 3 (2) |") == 1
 
+    # Resumed in the same folder, every network loads and keeps its scored rows: nothing is sampled again.
+    grid = out / rows[-1]["grid"]
+    grid.unlink()
+    assert main([*args, "--resume"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["rows"] == rows and not grid.exists()
+
     # A start network copied into another run's folder is loaded with --resume, not retrained.
     again = tmp_path / "again"
     (again / "checkpoints").mkdir(parents=True)
