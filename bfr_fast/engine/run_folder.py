@@ -57,6 +57,10 @@ class RunFolder:
     def samples(self, name: str) -> Path:
         return self.root / "samples" / f"{name}.png"
 
+    def scored(self, name: str) -> Path:
+        """A scored row kept with what it scored, so that a resumed run reads it instead of scoring again."""
+        return self.root / "scored" / f"{name}.json"
+
     def write_json(self, path: Path, payload: Any) -> Path:
         return write_text_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
 

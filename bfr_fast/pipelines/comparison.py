@@ -17,6 +17,7 @@ rate.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ from bfr_fast.pipelines.presets import image_preset
 from bfr_fast.pipelines.sampling import balanced_labels, source_noise
 from bfr_fast.pipelines.training import TrainedFlow, ema_decay, label_dropout, train_config, train_flow
 from bfr_fast.pipelines.workspace import Workspace
+from bfr_fast.refiners.generator import FrozenGenerator
 from bfr_fast.solvers import ODESolver, SDESolver
 
 log = logging.getLogger("bfr_fast")
@@ -220,6 +222,27 @@ class ComparisonSetup:
     def num_samples(self) -> int:
         return self.noise.shape[0]
 
+    def identity(self, ema: nn.Module, model: nn.Module, step: int) -> dict[str, Any]:
+        """What a network's scores depend on besides the sampler: its trainer step, the fingerprints of its EMA
+        weights and (when the budget scores them) raw weights (:meth:`FrozenGenerator.fingerprint
+        <bfr_fast.refiners.FrozenGenerator.fingerprint>`, which also covers the network's code), the evaluation
+        seed and number of samples, and the feature space.
+
+        Args:
+            ema: The EMA network.
+            model: The raw network.
+            step: The trainer's step.
+
+        Returns:
+            A dict of JSON values.
+        """
+        assert self.scorer is not None  # only the main process scores
+        return {
+            "train_step": step, "ema": FrozenGenerator(ema).fingerprint(),
+            "raw": FrozenGenerator(model).fingerprint() if self.budget.score_raw else None,
+            "eval_seed": self.eval_seed, "num_samples": self.num_samples, "extractor": self.scorer.extractor.name,
+        }
+
     def stem(self, name: str, seed: int) -> str:
         """Checkpoint name of a network: ``<name>-seed<k>``, plus ``-paper-optim`` under the paper's optimiser, so
         that a resumed run never takes a network trained with the other one."""
@@ -265,6 +288,11 @@ def run_variants(
 
     A variant name met again in the same ``setup`` (the ablation tables share fm and defar) reuses its trained
     network and its scored rows (``setup.trained``, ``setup.scored``) instead of training again.
+
+    Each row is also kept in ``scored/<stem>-<sampler tag>.json`` with what it scored (:meth:`ComparisonSetup.identity`
+    and the sampler). A resumed run (``ws.resume``) reads back a row whose identity matches instead of sampling
+    again, with that row's ``train_seconds`` (those of the process that scored it) and today's descriptive fields;
+    any other identity is scored again and its file rewritten. A run that does not resume reads none.
     """
     rows: list[dict[str, Any]] = []
     for variant in variants:
@@ -292,10 +320,11 @@ def run_variants(
             # as a plain loss callable
             assert isinstance(loss, PathLoss)
             passes = loss.forward_passes
+            network: dict[str, Any] | None = None
             for sampler in variant.samplers:
                 key = (variant.name, seed, sampler.tag)
                 if key not in setup.scored:
-                    samples = sampler.sample(ema, setup.noise, setup.labels, setup.eval_seed)
+                    name = f"{setup.stem(variant.name, seed)}-{sampler.tag}"
                     row = {
                         "method": variant.name, "variant": describe(loss.settings), "optimiser": setup.optimiser,
                         "train_steps": trainer.step, "seed": seed, "sampler": sampler.kind,
@@ -303,15 +332,47 @@ def run_variants(
                         "forward_passes_with_grad": passes.with_grad, "train_seconds": round(seconds, 1),
                         **variant.settings,
                     }
-                    if setup.budget.score_raw:
-                        raw = sampler.sample(trainer.model.eval(), setup.noise, setup.labels, setup.eval_seed)
-                        scores = evaluate_images(raw, setup.scorer.reference, setup.scorer.extractor,
-                                                 kid_subset_size=min(1000, raw.shape[0]))
-                        row.update(raw_fd=scores["fd"], raw_kid=scores["kid"])
-                    setup.scored[key] = evaluate_row(ws, row, samples, setup.scorer.reference, setup.scorer.extractor,
-                                                     f"{setup.stem(variant.name, seed)}-{sampler.tag}")
+                    network = network or setup.identity(ema, trainer.model, trainer.step)
+                    identity = {**network, "sampler": sampler.tag, "nfe": sampler.steps,
+                                "interpolant": type(sampler.interpolant).__name__}
+                    stored = _stored_row(ws, name, identity)
+                    if stored is not None:
+                        # the measurement is the stored one; what describes the row is today's
+                        setup.scored[key] = {**stored, **row, "train_seconds": stored["train_seconds"]}
+                        log.info("%s: scored by an earlier process of this run (%s)", name, ws.folder.scored(name))
+                    else:
+                        samples = sampler.sample(ema, setup.noise, setup.labels, setup.eval_seed)
+                        if setup.budget.score_raw:
+                            raw = sampler.sample(trainer.model.eval(), setup.noise, setup.labels, setup.eval_seed)
+                            scores = evaluate_images(raw, setup.scorer.reference, setup.scorer.extractor,
+                                                     kid_subset_size=min(1000, raw.shape[0]))
+                            row.update(raw_fd=scores["fd"], raw_kid=scores["kid"])
+                        setup.scored[key] = evaluate_row(ws, row, samples, setup.scorer.reference,
+                                                         setup.scorer.extractor, name)
+                        ws.folder.write_json(ws.folder.scored(name), {"identity": identity, "row": setup.scored[key]})
                 rows.append({**setup.scored[key], **(extra or {})})
     return rows
+
+
+def _stored_row(ws: Workspace, name: str, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """The row ``scored/<name>.json`` of an earlier process of a resumed run, if it scored what ``identity`` names.
+
+    Args:
+        ws: The run (a run that does not resume reads nothing).
+        name: ``<stem>-<sampler tag>``.
+        identity: What the row must have scored (:meth:`ComparisonSetup.identity`, the sampler).
+
+    Returns:
+        The stored row, or None: not resuming, no file, an unreadable one, or another identity.
+    """
+    path = ws.folder.scored(name)
+    if not ws.resume or not path.is_file():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return stored["row"] if isinstance(stored, dict) and stored.get("identity") == identity else None
 
 
 COUPLING = "independent"
