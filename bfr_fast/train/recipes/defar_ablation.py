@@ -42,8 +42,8 @@ Tables (``--select`` takes a comma-separated subset of the names, or their ``tab
   same data (the same budget and training) there and pass ``--resume``; only a network trained on the
   validation split's training images, never one of ``mnist5k`` (it has seen the validation images). A stopped
   run continues with ``--resume`` (finished networks load; a training continues from its last checkpoint, saved
-  every fifth of its steps and on SIGTERM; networks already scored keep their rows, :data:`FC_SCORES`), so it
-  runs in parts of any length.
+  every fifth of its steps and on SIGTERM; networks already scored keep their rows, ``scored/`` of the run
+  folder, :func:`~bfr_fast.pipelines.comparison.run_variants`), so it runs in parts of any length.
 
 Every table also has the ``fm`` row as its reference; the ``defar`` row is DEFAR's defaults (the corrected loss of
 :mod:`bfr_fast.losses.defar`). Every loss uses the ``defar`` recipe's coupling (independent, as the paper's tables).
@@ -58,8 +58,7 @@ noise. All six tables are 25 distinct trainings, each up to three forward passes
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -93,10 +92,6 @@ INTERPOLANTS: dict[str, type[Interpolant]] = {"linear": LinearPath, "gvp": GVPIn
 FC_PART = "fc-variants"
 """The FC-variant sweep's ``--select`` name (alias ``fc``): not a table of the paper, and not run by default."""
 FC_NFES = (10, 50)
-FC_SCORES = "fc-variants-scores.json"
-"""The FC sweep's scored rows, rewritten after each network: ``--resume`` reuses those of the same settings
-instead of sampling and scoring their networks again, so that a run cut into parts does not repeat its
-evaluations (about 4 minutes per network on mnist5k)."""
 FC_START = "fm-start"
 """Name (and checkpoint stem) of the ``fm`` network the FC variants continue."""
 FC_LOWPASS_CUTOFF = 0.5
@@ -231,19 +226,9 @@ def run_fc_variants(ctx: RunContext, data: ImageDataset, scores: Scorer | None) 
     extra_steps = budget.finetune_length(ctx.options.steps)
     start = LossVariant(FC_START, METHODS["fm"], tuple(EvalSampler(nfe) for nfe in FC_NFES),
                         {"change": "the start: fm, not fine-tuned"})
-    path = ctx.folder.root / FC_SCORES
-    header = {"data": data.name, "budget": asdict(setup.budget), "finetune_steps": extra_steps,
-              "eval_seed": setup.eval_seed, "extractor": None if scores is None else scores.extractor.name}
-    if ctx.workspace.resume and path.is_file():  # rows of networks scored by an earlier part of this run
-        saved = json.loads(path.read_text())
-        if saved.get("header") == header:
-            setup.scored.update({(r["method"], r["seed"], f"{r['sampler']}{r['nfe']}"): r for r in saved["rows"]})
-    rows: list[dict[str, Any]] = []
-    for variant in [start, *fc_variants(extra_steps)]:  # one at a time, the scores saved after each
-        stage = {"stage": "start"} if variant is start else {"stage": "finetune", "start_steps": setup.steps}
-        rows += run_variants(ctx.workspace, setup, [variant], extra={"table": FC_PART, **stage})
-        if setup.scorer is not None:
-            ctx.folder.write_json(path, {"header": header, "rows": list(setup.scored.values())})
+    rows = run_variants(ctx.workspace, setup, [start], extra={"table": FC_PART, "stage": "start"})
+    rows += run_variants(ctx.workspace, setup, fc_variants(extra_steps),
+                         extra={"table": FC_PART, "stage": "finetune", "start_steps": setup.steps})
     if setup.scorer is None:
         return None
     return {"start_steps": setup.steps, "finetune_steps": extra_steps, "seeds": list(setup.seeds),
