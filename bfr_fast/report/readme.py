@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bfr_fast.engine.run_folder import write_text_atomic
-from bfr_fast.report.tables import markdown_table
+from bfr_fast.report.tables import markdown_table, mean_std
 
 GENERATOR = "python -m bfr_fast.report.readme"
 ECOSYSTEM_LIBRARIES = {
@@ -84,7 +84,7 @@ def _count(value: int) -> str:
 
 
 def _mean_std(values: Sequence[float], mean_decimals: int, std_format: str) -> str:
-    return f"{statistics.fmean(values):.{mean_decimals}f} ± {format(statistics.stdev(values), std_format)}"
+    return mean_std(values, f".{mean_decimals}f", std_format)
 
 
 def _ratio(value: float) -> str:
@@ -260,10 +260,6 @@ def defar_mnist5k_table(root: Path) -> str:
     def fd(method: str, nfe: int) -> list[float]:
         return [_row(metrics["rows"], path, method=method, seed=s, nfe=nfe)["fd"] for s in seeds]
 
-    def spread(values: Sequence[float], decimals: int) -> str:
-        mean = f"{statistics.fmean(values):.{decimals}f}"
-        return mean if len(values) == 1 else f"{mean} ± {statistics.stdev(values):.{decimals}f}"
-
     fm_row = _row(metrics["rows"], path, method="finetune-fm", seed=seeds[0], nfe=10)
     start, extra = fm_row["start_steps"], fm_row["train_steps"] - fm_row["start_steps"]
     rows = []
@@ -271,8 +267,8 @@ def defar_mnist5k_table(root: Path) -> str:
         row = {"comparison": label}
         for nfe in (10, 50):
             fm, defar = fd("finetune-fm", nfe), fd(method, nfe)
-            row.update({f"fm{nfe}": spread(fm, 3), f"defar{nfe}": spread(defar, 3),
-                        f"ratio{nfe}": spread([d / f for f, d in zip(fm, defar, strict=True)], 2)})
+            row.update({f"fm{nfe}": _mean_std(fm, 3, ".3f"), f"defar{nfe}": _mean_std(defar, 3, ".3f"),
+                        f"ratio{nfe}": _mean_std([d / f for f, d in zip(fm, defar, strict=True)], 2, ".2f")})
         rows.append(row)
     columns = [("comparison", f"{extra} steps of, from fm at {start}")]
     for nfe in (10, 50):

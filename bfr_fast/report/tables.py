@@ -15,6 +15,12 @@ def _cell(value: Any, digits: int) -> str:
     return str(value)
 
 
+def mean_std(values: Sequence[float], mean_format: str, std_format: str) -> str:
+    """``"mean ± std"`` of ``values`` in the given formats; the value alone when there is one (no spread to show)."""
+    mean = format(statistics.fmean(values), mean_format)
+    return mean if len(values) == 1 else f"{mean} ± {format(statistics.stdev(values), std_format)}"
+
+
 def markdown_table(
     rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], digits: int = 4
 ) -> str:

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import json
 import logging
-import statistics
 import time
 from dataclasses import replace
 from typing import Any
@@ -148,17 +147,15 @@ def paired_fd_differences(rows: list[dict[str, Any]], baseline: str = "fm") -> l
         if r["method"] != baseline and (r["seed"], r["nfe"]) in base:
             groups.setdefault((r["method"], r["nfe"]), []).append((r, base[(r["seed"], r["nfe"])]))
 
-    def spread(values: list[float]) -> str:
-        return f"{statistics.fmean(values):.4g}" + (f" ± {statistics.stdev(values):.2g}" if len(values) > 1 else "")
-
     out = []
     for (method, nfe), pairs in groups.items():
         diffs = [r["fd"] - b["fd"] for r, b in pairs]
-        entry = {"method": method, "nfe": nfe, "seeds": len(pairs), "fd_minus_baseline": spread(diffs),
-                 "fd_ratio": spread([r["fd"] / b["fd"] for r, b in pairs]),
+        entry = {"method": method, "nfe": nfe, "seeds": len(pairs),
+                 "fd_minus_baseline": tables.mean_std(diffs, ".4g", ".2g"),
+                 "fd_ratio": tables.mean_std([r["fd"] / b["fd"] for r, b in pairs], ".4g", ".2g"),
                  "better_seeds": sum(d < 0 for d in diffs)}
         if all("raw_fd" in r and "raw_fd" in b for r, b in pairs):
-            entry["raw_fd_ratio"] = spread([r["raw_fd"] / b["raw_fd"] for r, b in pairs])
+            entry["raw_fd_ratio"] = tables.mean_std([r["raw_fd"] / b["raw_fd"] for r, b in pairs], ".4g", ".2g")
         out.append(entry)
     return out
 
