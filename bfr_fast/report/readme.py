@@ -50,6 +50,13 @@ def _json(root: Path, relative: str) -> Any:
     return json.loads(_file(root, relative).read_text())
 
 
+def _run(root: Path, folder: str) -> tuple[str, Any, Mapping[str, Any]]:
+    """A run folder's ``metrics.json`` (its path, for error messages, and its content) and the options of its
+    ``config.json``."""
+    path = f"{folder}/metrics.json"
+    return path, _json(root, path), _json(root, f"{folder}/config.json")["options"]
+
+
 def _wall_seconds(root: Path, relative: str) -> float:
     """The wall time in a GNU ``/usr/bin/time -v`` output ("Elapsed (wall clock) time (h:mm:ss or m:ss): 4:31.49")."""
     text = _file(root, relative).read_text()
@@ -205,9 +212,7 @@ def bfr_digits_table(root: Path) -> str:
 def defar_table(root: Path) -> str:
     """DEFAR against flow matching at 10 NFE: each side's FD over training seeds, the paired difference, the wins."""
     folder = "docs/results/defar-digits-v2"
-    path = f"{folder}/metrics.json"
-    metrics = _json(root, path)
-    options = _json(root, f"{folder}/config.json")["options"]
+    path, metrics, options = _run(root, folder)
     nfe, seeds = 10, metrics["seeds"]
 
     def fd(method: str) -> list[float]:
@@ -252,9 +257,7 @@ DEFAR_MNIST5K_ROWS = (  # (comparison, DEFAR side's method); the fm side is fine
 def defar_mnist5k_table(root: Path) -> str:
     """DEFAR against flow matching on mnist5k, where FC's premise holds: a converged fm network fine-tuned with each
     loss, FD (EMA weights) at 10 and 50 NFE over the training seeds run, and the ratio to fm's per seed."""
-    path = f"{DEFAR_MNIST5K}/metrics.json"
-    metrics = _json(root, path)
-    options = _json(root, f"{DEFAR_MNIST5K}/config.json")["options"]
+    path, metrics, options = _run(root, DEFAR_MNIST5K)
     seeds = metrics["seeds"]
 
     def fd(method: str, nfe: int) -> list[float]:
@@ -313,9 +316,7 @@ def _amr(row: Mapping[str, Any], decimals: int) -> str:
 def ala2_table(root: Path) -> str:
     """Alanine dipeptide, Cartesian coordinates, seed 0: energy error, excluded conformers, AMR, β/C7eq."""
     folder = "docs/results/ala2-coordinates/cartesian"
-    path = f"{folder}/metrics.json"
-    metrics = _json(root, path)
-    options = _json(root, f"{folder}/config.json")["options"]
+    path, metrics, options = _run(root, folder)
     selection = (("base", "base", 0), ("noise_injection", "noise_injection", 1), ("fmrefiner", "fmrefiner", 1),
                  ("dfr", "dfr", 1), ("dfr", "dfr", 10), ("dfr student (reflow)", "dfr_reflow", 1),
                  ("lfr", "lfr", 1), ("lfr", "lfr", 10), ("lfr student (reflow)", "lfr_reflow", 1))
@@ -353,9 +354,7 @@ def chignolin_table(root: Path) -> str:
     The lowest energy error, the fewest excluded conformers and the row lowest on both AMRs are in bold.
     """
     folder = "docs/results/chignolin-2ns/internal-16k"
-    path = f"{folder}/metrics.json"
-    metrics = _json(root, path)
-    options = _json(root, f"{folder}/config.json")["options"]
+    path, metrics, options = _run(root, folder)
     selection = (*CHIGNOLIN_ROWS, ("DFR student (reflow)", "dfr_reflow", 1), ("LFR", "lfr", 1),
                  ("LFR", "lfr", 10), ("LFR student (reflow)", "lfr_reflow", 1))
     generated = _molecule_rows(metrics, path, selection)
@@ -387,9 +386,7 @@ def chignolin_table(root: Path) -> str:
 def chignolin_1ns_table(root: Path) -> str:
     """The earlier chignolin run: a 1 ns MD, Cartesian coordinates, seed 0; every conformer above the cut-off."""
     folder = "docs/results/chignolin"
-    path = f"{folder}/metrics.json"
-    metrics = _json(root, path)
-    options = _json(root, f"{folder}/config.json")["options"]
+    path, metrics, options = _run(root, folder)
     selection = (*CHIGNOLIN_ROWS, ("LFR", "lfr", 1), ("LFR", "lfr", 10))
 
     def coverage(row: Mapping[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -15,3 +16,14 @@ def memorized(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     import memorized  # noqa: PLC0415 - on the path just above
 
     return memorized
+
+
+@pytest.fixture(scope="module")
+def tiny_generators() -> Iterator[ModuleType]:
+    """``tiny_generators.py`` (untrained users' generators), importable as ``tiny_generators:<name>`` by the CLIs
+    for the whole test module."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(Path(__file__).parent))
+        import tiny_generators  # noqa: PLC0415 - on the path just above
+
+        yield tiny_generators

@@ -8,7 +8,6 @@ import errno
 import json
 import logging
 import shutil
-import textwrap
 
 import numpy as np
 import pytest
@@ -18,67 +17,30 @@ from bfr_fast.data import load_dataset
 from bfr_fast.refine import main as refine_main
 from bfr_fast.sample import main as sample_main
 
-GENERATORS = textwrap.dedent('''
-    import torch
-    from torch import nn
-
-    class Tiny(nn.Module):
-        """A velocity model on 8x8 images: model(x, t, y=None)."""
-
-        def __init__(self):
-            super().__init__()
-            self.net = nn.Sequential(nn.Linear(65, 64), nn.SiLU(), nn.Linear(64, 64))
-
-        def forward(self, x, t, y=None):
-            return self.net(torch.cat([x.flatten(1), t[:, None]], 1)).view_as(x)
-
-    class TenClasses(Tiny):
-        """Class-conditional, with an embedding of 10 classes."""
-
-        def __init__(self):
-            super().__init__()
-            self.embed = nn.Embedding(10, 64)
-
-        def forward(self, x, t, y=None):
-            return super().forward(x, t) + self.embed(y).view_as(x)
-
-    class IgnoresLabels(Tiny):
-        """Takes y, and ignores it."""
-
-    class ReturnsNaN(Tiny):
-        def forward(self, x, t, y=None):
-            return super().forward(x, t) * float("nan")
-''')
-
 
 @pytest.fixture(scope="module")
-def user_files(tmp_path_factory):
-    """The generators' module (on sys.path for the module's tests), Tiny's weights, and the digits as npz files:
-    as they are, with labels 10..19, and as floats 0..255 with one value of 1e6."""
+def user_files(tmp_path_factory, tiny_generators):
+    """Tiny's and TenClasses' weights, and the digits as npz files: as they are, with labels 10..19, and as floats
+    0..255 with one value of 1e6."""
     root = tmp_path_factory.mktemp("user")
-    (root / "issue30_generators.py").write_text(GENERATORS)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(root))
-        import issue30_generators  # noqa: PLC0415 - the module just written
-
-        torch.manual_seed(0)
-        torch.save(issue30_generators.Tiny().state_dict(), root / "tiny.pt")
-        torch.save(issue30_generators.TenClasses().state_dict(), root / "ten.pt")
-        digits = load_dataset("digits")
-        pixels = {split: ((x[:, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
-                  for split, x in (("train", digits.train_x), ("test", digits.test_x))}
-        labels = {"train": digits.train_y.numpy(), "test": digits.test_y.numpy()}
-        np.savez(root / "digits.npz", x_train=pixels["train"], y_train=labels["train"], x_test=pixels["test"],
-                 y_test=labels["test"])
-        np.savez(root / "labels10.npz", x_train=pixels["train"], y_train=labels["train"] + 10,
-                 x_test=pixels["test"], y_test=labels["test"] + 10)
-        floats = pixels["train"].astype(np.float32)
-        floats[0, 0, 0] = 1e6
-        np.savez(root / "outlier.npz", x=floats, y=labels["train"])
-        yield root
+    torch.manual_seed(0)
+    torch.save(tiny_generators.Tiny().state_dict(), root / "tiny.pt")
+    torch.save(tiny_generators.TenClasses().state_dict(), root / "ten.pt")
+    digits = load_dataset("digits")
+    pixels = {split: ((x[:, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+              for split, x in (("train", digits.train_x), ("test", digits.test_x))}
+    labels = {"train": digits.train_y.numpy(), "test": digits.test_y.numpy()}
+    np.savez(root / "digits.npz", x_train=pixels["train"], y_train=labels["train"], x_test=pixels["test"],
+             y_test=labels["test"])
+    np.savez(root / "labels10.npz", x_train=pixels["train"], y_train=labels["train"] + 10,
+             x_test=pixels["test"], y_test=labels["test"] + 10)
+    floats = pixels["train"].astype(np.float32)
+    floats[0, 0, 0] = 1e6
+    np.savez(root / "outlier.npz", x=floats, y=labels["train"])
+    return root
 
 
-def _refine_args(root, out, *extra, generator="issue30_generators:Tiny", checkpoint="tiny.pt", data="digits.npz"):
+def _refine_args(root, out, *extra, generator="tiny_generators:Tiny", checkpoint="tiny.pt", data="digits.npz"):
     return ["--generator", generator, "--checkpoint", str(root / checkpoint), "--data", "npz", "--data-root",
             str(root / data), "--sampler-steps", "2", "--steps", "2", "--distill-steps", "2", "--num-samples", "30",
             "--eval-seeds", "1", "--cache-dir", str(root / "cache"), "--device", "cpu", "--out", str(out),
@@ -137,12 +99,12 @@ def test_refine_names_an_unreadable_checkpoint(user_files, tmp_path, capsys, che
 # Case 3: labels beyond the generator's classes, found before any training
 def test_refine_refuses_labels_the_generator_has_no_class_for(user_files, tmp_path, capsys):
     out = tmp_path / "run"
-    args = _refine_args(user_files, out, "--class-conditional", generator="issue30_generators:TenClasses",
+    args = _refine_args(user_files, out, "--class-conditional", generator="tiny_generators:TenClasses",
                         checkpoint="ten.pt", data="labels10.npz")
     assert refine_main(args) == 2
     assert _one_line(capsys) == (
         "error: --class-conditional: the data's labels go up to 19 (20 classes, 0 to 19), but "
-        "issue30_generators:TenClasses fails on label 19: IndexError: index out of range in self; relabel the data "
+        "tiny_generators:TenClasses fails on label 19: IndexError: index out of range in self; relabel the data "
         "within the network's classes, or build the network for 20 classes (--generator-kwargs)")
     assert not (out / "checkpoints").exists()
 
@@ -183,9 +145,9 @@ def test_sample_names_the_file_a_full_disk_stopped(finished_run, tmp_path, capsy
 # Case 5: a generator that returns NaN is named, and nothing of it is cached
 def test_refine_names_a_generator_that_samples_nan_and_caches_nothing(user_files, tmp_path, capsys):
     out = tmp_path / "run"
-    assert refine_main(_refine_args(user_files, out, generator="issue30_generators:ReturnsNaN")) == 2
+    assert refine_main(_refine_args(user_files, out, generator="tiny_generators:ReturnsNaN")) == 2
     assert _one_line(capsys) == (
-        "error: --generator issue30_generators:ReturnsNaN gave NaN or infinite values in 1438 of 1438 pool "
+        "error: --generator tiny_generators:ReturnsNaN gave NaN or infinite values in 1438 of 1438 pool "
         "samples; fix the network or its options so that it returns finite velocities")
     assert not list((out / "checkpoints").glob("*.pt"))
 
@@ -204,7 +166,7 @@ def test_resume_recomputes_what_another_generator_made(user_files, tmp_path, cap
     capsys.readouterr()
     assert refine_main([*args, "--resume"]) == 0
     warning = f"{out / 'checkpoints' / 'pool.pt'} was made by another generator (the weights or code of " \
-              f"--generator issue30_generators:Tiny changed since): recomputing it and every later stage"
+              f"--generator tiny_generators:Tiny changed since): recomputing it and every later stage"
     assert warning in capsys.readouterr().err
     assert warning in (out / "log.txt").read_text()
     again = torch.load(out / "checkpoints" / "pool.pt")
@@ -229,10 +191,10 @@ def test_refine_refuses_too_few_samples_before_training(user_files, tmp_path, ca
 # Case 7: a class-conditional generator that ignores its labels, refused before any training
 def test_refine_refuses_a_generator_that_ignores_labels(user_files, tmp_path, capsys):
     out = tmp_path / "run"
-    args = _refine_args(user_files, out, "--class-conditional", generator="issue30_generators:IgnoresLabels")
+    args = _refine_args(user_files, out, "--class-conditional", generator="tiny_generators:IgnoresLabels")
     assert refine_main(args) == 2
     assert _one_line(capsys) == (
-        "error: --class-conditional: issue30_generators:IgnoresLabels's output does not depend on the label "
+        "error: --class-conditional: tiny_generators:IgnoresLabels's output does not depend on the label "
         "(labels 0 and 9 give the same velocity); drop --class-conditional, or fix the network so that it uses y "
         "(is --convention right?)")
     assert not (out / "checkpoints").exists()
@@ -275,11 +237,11 @@ def test_sample_writes_samples_in_the_data_range(finished_run, tmp_path, capsys)
     run = tmp_path / "nan-run"
     shutil.copytree(finished_run, run)
     metrics = json.loads((run / "metrics.json").read_text())
-    metrics["generator"]["source"] = "issue30_generators:ReturnsNaN"
+    metrics["generator"]["source"] = "tiny_generators:ReturnsNaN"
     (run / "metrics.json").write_text(json.dumps(metrics))
     capsys.readouterr()
     assert sample_main(_sample_args(run, tmp_path / "nan.npz")) == 2
     assert _one_line(capsys) == (
-        "error: --generator issue30_generators:ReturnsNaN gave NaN or infinite values in 12 of 12 samples; fix the "
+        "error: --generator tiny_generators:ReturnsNaN gave NaN or infinite values in 12 of 12 samples; fix the "
         "network or its options so that it returns finite velocities")
     assert not (tmp_path / "nan.npz").exists()

@@ -14,41 +14,13 @@ from bfr_fast.data import load_dataset
 from bfr_fast.refine import main as refine_main
 from bfr_fast.sample import main as sample_main
 
-GENERATOR = textwrap.dedent('''
-    import torch
-    from torch import nn
-
-    class Tiny(nn.Module):
-        """A velocity model on 8x8 images: model(x, t, y=None)."""
-
-        def __init__(self):
-            super().__init__()
-            self.net = nn.Sequential(nn.Linear(65, 64), nn.SiLU(), nn.Linear(64, 64))
-
-        def forward(self, x, t, y=None):
-            return self.net(torch.cat([x.flatten(1), t[:, None]], 1)).view_as(x)
-
-    def make():
-        return Tiny()
-
-    def broken():
-        raise RuntimeError("no weights here")
-
-    def not_a_module():
-        return 3
-''')
-
 
 @pytest.fixture()
-def user_files(tmp_path, monkeypatch):
-    """A generator module on sys.path, its checkpoint, and the digits as an npz of uint8 images with labels."""
-    (tmp_path / "my_generator.py").write_text(GENERATOR)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    import my_generator  # noqa: PLC0415 - the module the test just wrote
-
+def user_files(tmp_path, tiny_generators):
+    """``tiny_generators:make``'s checkpoint, and the digits as an npz of uint8 images with labels."""
     torch.manual_seed(0)
     checkpoint = tmp_path / "tiny.pt"
-    torch.save(my_generator.make().state_dict(), checkpoint)
+    torch.save(tiny_generators.make().state_dict(), checkpoint)
     digits = load_dataset("digits")
 
     def uint8(x: torch.Tensor) -> np.ndarray:
@@ -61,7 +33,7 @@ def user_files(tmp_path, monkeypatch):
 
 
 def _refine_args(out, checkpoint, data, cache, *extra):
-    return ["--generator", "my_generator:make", "--checkpoint", str(checkpoint), "--data", "npz", "--data-root",
+    return ["--generator", "tiny_generators:make", "--checkpoint", str(checkpoint), "--data", "npz", "--data-root",
             str(data), "--sampler-steps", "2", "--steps", "3", "--distill-steps", "2", "--num-samples", "30",
             "--eval-seeds", "1", "--cache-dir", str(cache), "--device", "cpu", "--out", str(out),
             "--no-sanity-check", *extra]  # an untrained network: the gate has its own tests (test_sanity.py)
@@ -110,11 +82,11 @@ def test_refine_then_sample_a_users_generator(user_files, capsys):
     ("generator", "checkpoint", "message"),
     [
         ("no_such_module:make", None, "--generator: cannot import 'no_such_module'"),
-        ("my_generator:missing", None, "--generator: 'my_generator' has no callable 'missing'"),
-        ("my_generator:broken", None, "raised RuntimeError: no weights here"),
-        ("my_generator:not_a_module", None, "returned a int, not a torch nn.Module"),
-        ("my_generator", None, "expected a run folder or 'package.module:Callable'"),
-        ("my_generator:make", "wrong", "does not fit my_generator:make(): 1 missing keys"),
+        ("tiny_generators:missing", None, "--generator: 'tiny_generators' has no callable 'missing'"),
+        ("tiny_generators:broken", None, "raised RuntimeError: no weights here"),
+        ("tiny_generators:not_a_module", None, "returned a int, not a torch nn.Module"),
+        ("tiny_generators", None, "expected a run folder or 'package.module:Callable'"),
+        ("tiny_generators:make", "wrong", "does not fit tiny_generators:make(): 1 missing keys"),
     ],
 )
 def test_refine_names_what_is_wrong_with_the_generator(user_files, capsys, generator, checkpoint, message):
@@ -138,7 +110,7 @@ def test_refine_refuses_data_of_another_shape(user_files, capsys):
     np.savez(small, x=rng.integers(0, 255, (40, 6, 6), dtype=np.uint8), y=rng.integers(0, 2, 40))
     assert refine_main(_refine_args(tmp_path / "run", checkpoint, small, tmp_path / "cache")) == 2
     err = capsys.readouterr().err
-    assert "--generator: my_generator:make fails on a batch of the data's shape (2, 1, 6, 6)" in err
+    assert "--generator: tiny_generators:make fails on a batch of the data's shape (2, 1, 6, 6)" in err
 
 
 def test_sample_names_a_missing_refiner(user_files, capsys, tmp_path):
