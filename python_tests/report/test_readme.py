@@ -77,6 +77,17 @@ def _set_chignolin_md_time(root: Path) -> None:
     path.write_text(path.read_text().replace("(h:mm:ss or m:ss): 27:21.21", "(h:mm:ss or m:ss): 30:00.0"))
 
 
+def _set_finetuned_defar_fd(root: Path) -> None:
+    # seed 1's DEFAR at 0.15 against its fm continuation's 0.204: below 0.9x on one seed of three
+    _edit_json(root / "docs/results/defar-mnist5k-v3/finetune-3seeds/metrics.json",
+               lambda m: _row(m["rows"], method="finetune-defar", seed=1, nfe=10).update(fd=0.15))
+
+
+def _set_fc_bias(root: Path) -> None:
+    _edit_json(root / "docs/results/defar-mnist5k-v3/fc-bias-fm.json",
+               lambda m: m["all"].update(corr_weight_residual=0.612))
+
+
 @pytest.mark.parametrize(("change", "shown"), [
     (_set_lfr_energy, "| **+81.5** |"),
     (_set_rmsd_speedup, "`pairwise_rmsd` is 6.5×"),
@@ -84,6 +95,8 @@ def _set_chignolin_md_time(root: Path) -> None:
     (_set_train_time, "| 1:02:03 |"),
     (_set_defar_default_time, "comparisons in 44:02 wall"),
     (_set_chignolin_md_time, "(30:00 wall on one thread)"),
+    (_set_fc_bias, "correlates 0.61 with"),
+    (_set_finetuned_defar_fd, "| 1 of 3 / 0 of 3 |"),
 ])
 def test_a_changed_number_makes_the_check_fail_until_rewritten(repo_copy, capsys, change, shown):
     change(repo_copy)
@@ -104,6 +117,8 @@ def test_a_changed_number_makes_the_check_fail_until_rewritten(repo_copy, capsys
     "docs/results/ecosystem/logs/flow_matching-refine.time",
     "docs/results/chignolin-2ns/internal-16k/time-v.txt",
     "benchmarks/results/cpu-sampler.json",
+    "docs/results/defar-mnist5k-v3/finetune-3seeds/config.json",
+    "docs/results/defar-mnist5k-v3/fc-bias-fm.json",
 ])
 def test_a_missing_file_is_an_error_naming_it(repo_copy, capsys, missing):
     (repo_copy / missing).unlink()
